@@ -1,0 +1,213 @@
+//! Cross-field rules: schedule windows inside the run, `freeze at` after the ramp, layer
+//! overrides and `dense [...]` selectors naming real layers, techniques the model can carry.
+//! Times in different units are compared in epochs when the data size is known statically.
+
+use super::model::find_layer;
+use super::params::{selects, SELECTORS};
+use super::reader::Sink;
+use super::recipe::Spans;
+use crate::diagnostics::{did_you_mean, Diagnostic, Span};
+use crate::ir::plan::*;
+
+/// Training examples per epoch when known before loading (standard sizes, less `val`).
+pub fn static_train_size(d: &DataSpec) -> Option<usize> {
+    let n = match d.dataset {
+        Dataset::Mnist | Dataset::FashionMnist => 60_000,
+        Dataset::SyntheticDigits { train, .. } => train,
+        // CIFAR may be a partial copy and IDX files are arbitrary: known only at run time.
+        _ => return None,
+    };
+    Some(n.saturating_sub(d.val))
+}
+
+struct Clock {
+    epochs: f64,
+    steps_per_epoch: Option<f64>,
+}
+
+impl Clock {
+    fn epochs(&self, t: Time) -> Option<f64> {
+        match t {
+            Time::Epochs(e) => Some(e),
+            Time::Fraction(f) => Some(f * self.epochs),
+            Time::Steps(s) => self.steps_per_epoch.map(|k| s as f64 / k),
+        }
+    }
+}
+
+pub fn check(sink: &mut Sink, plan: &mut Plan, dense: &[(String, Span)], spans: &Spans) {
+    let clock = Clock {
+        epochs: plan.train.epochs as f64,
+        steps_per_epoch: static_train_size(&plan.data).map(|n| (n as f64 / plan.train.batch as f64).ceil()),
+    };
+    let run_span = spans.epochs;
+    let schedule_span = spans.schedule.unwrap_or(plan.sparsity.span);
+    let inside = |sink: &mut Sink, t: Time, span: Span, what: &str| {
+        if let Some(e) = clock.epochs(t) {
+            if e > clock.epochs + 1e-9 {
+                let mut d = Diagnostic::error("E0301", format!("{what} ({}) is after the end of training ({} epochs)", show_time(t), clock.epochs))
+                    .at(span, "outside the training run")
+                    .with_help("move it inside the run, or train for longer");
+                if let Some(r) = run_span {
+                    d = d.with_secondary(r, "the run ends here");
+                }
+                sink.push(d);
+            }
+        }
+    };
+    let window = |sink: &mut Sink, a: Time, b: Time, span: Span, what: &str| {
+        if let (Some(x), Some(y)) = (clock.epochs(a), clock.epochs(b)) {
+            if y <= x {
+                sink.push(
+                    Diagnostic::error("E0302", format!("{what} ends ({}) before it starts ({})", show_time(b), show_time(a)))
+                        .at(span, "empty window")
+                        .with_help("the end must come after the start"),
+                );
+            }
+        }
+        inside(sink, b, span, what);
+    };
+    let mut schedule_end = None;
+    match &plan.sparsity.schedule {
+        Schedule::Constant => {}
+        Schedule::Linear { start, end, every } | Schedule::Cubic { start, end, every } => {
+            window(sink, *start, *end, schedule_span, "the sparsity schedule");
+            positive_time(sink, *every, schedule_span, "`every`");
+            schedule_end = Some(*end);
+        }
+        Schedule::Cyclic { cycles, length, .. } => {
+            positive_time(sink, *length, schedule_span, "the cycle length");
+            if let Some(l) = clock.epochs(*length) {
+                let total = l * *cycles as f64;
+                if total > clock.epochs + 1e-9 {
+                    sink.push(
+                        Diagnostic::error("E0301", format!("{cycles} cycles of {} need {total} epochs, but training has {}", show_time(*length), clock.epochs))
+                            .at(schedule_span, "outside the training run")
+                            .with_help("use fewer or shorter cycles, or train for longer"),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(f) = plan.sparsity.freeze_at {
+        let span = spans.freeze.unwrap_or(plan.sparsity.span);
+        inside(sink, f, span, "`freeze at`");
+        if let (Some(end), Some(fe)) = (schedule_end.and_then(|e| clock.epochs(e)), clock.epochs(f)) {
+            if fe < end {
+                sink.push(
+                    Diagnostic::error("E0303", "`freeze at` comes before the sparsity schedule ends")
+                        .at(span, format!("freezes at epoch {fe}"))
+                        .with_secondary(schedule_span, format!("the schedule ends at epoch {end}"))
+                        .with_help("freeze the mask only once the target sparsity is reached"),
+                );
+            }
+        }
+    }
+    if let Update::PruneRegrow { every, .. } = &plan.sparsity.update {
+        positive_time(sink, *every, spans.update.unwrap_or(plan.sparsity.span), "`every`");
+    }
+    let lr_span = spans.lr.unwrap_or(plan.span);
+    match &plan.train.lr {
+        LrSchedule::Cosine { warmup } => inside(sink, *warmup, lr_span, "the warmup"),
+        LrSchedule::Step { at, .. } => at.iter().for_each(|t| inside(sink, *t, lr_span, "a learning-rate step")),
+        LrSchedule::Constant => {}
+    }
+    for t in &plan.techniques {
+        match t {
+            Technique::GhostNeurons { until, span, .. } => inside(sink, *until, *span, "`until`"),
+            Technique::GhostSkip { fade_start, fade_end, span, .. } => {
+                window(sink, *fade_start, *fade_end, *span, "the fade");
+                needs_residual(sink, plan, *span, "ghost_skip");
+            }
+            Technique::DyRelu { phase_start, phase_end, span, .. } => window(sink, *phase_start, *phase_end, *span, "the phase-out"),
+            Technique::WeightSharing { span, .. } => needs_residual(sink, plan, *span, "weight_sharing"),
+            Technique::LabelSmoothing { .. } | Technique::GradInit { .. } => {}
+        }
+    }
+    overrides(sink, plan);
+    selectors(sink, plan, dense);
+}
+
+fn positive_time(sink: &mut Sink, t: Time, span: Span, what: &str) {
+    let zero = match t {
+        Time::Steps(s) => s == 0,
+        Time::Epochs(e) | Time::Fraction(e) => e <= 0.0,
+    };
+    if zero {
+        sink.push(Diagnostic::error("E0205", format!("{what} must be longer than zero")).at(span, "zero length"));
+    }
+}
+
+fn needs_residual(sink: &mut Sink, plan: &Plan, span: Span, what: &str) {
+    let has = plan.model.layers.iter().any(|l| matches!(l.kind, LayerKind::Residual { .. }));
+    if !has {
+        sink.push(
+            Diagnostic::error("E0310", format!("`{what}` needs a model with residual blocks"))
+                .at(span, format!("`{}` has none", plan.model.name))
+                .with_help("use a residual model such as `resnet20`, or remove the technique"),
+        );
+    }
+}
+
+fn layer_names(layers: &[Layer], out: &mut Vec<String>) {
+    for l in layers {
+        out.push(l.name.clone());
+        if let LayerKind::Residual { body, shortcut } = &l.kind {
+            layer_names(body, out);
+            layer_names(shortcut, out);
+        }
+    }
+}
+
+fn overrides(sink: &mut Sink, plan: &Plan) {
+    let mut names = Vec::new();
+    layer_names(&plan.model.layers, &mut names);
+    for o in &plan.sparsity.overrides {
+        let has_weight = plan.model.params.iter().any(|p| p.layer == o.layer && p.kind == ParamKind::Weight);
+        if find_layer(&plan.model.layers, &o.layer).is_none() {
+            let weighted: Vec<&str> = plan.model.params.iter().filter(|p| p.kind == ParamKind::Weight).map(|p| p.layer.as_str()).collect();
+            let mut d = Diagnostic::error("E0304", format!("the model has no layer `{}`", o.layer)).at(o.span, "unknown layer");
+            d = match did_you_mean(&o.layer, weighted.iter().copied()) {
+                Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                None => d.with_help(format!("layers with weights: {}", weighted.join(", "))),
+            };
+            sink.push(d);
+        } else if !has_weight {
+            sink.push(
+                Diagnostic::error("E0304", format!("layer `{}` has no weights to sparsify", o.layer))
+                    .at(o.span, "nothing to mask")
+                    .with_help("overrides apply to `conv` and `dense` layers"),
+            );
+        }
+    }
+}
+
+fn selectors(sink: &mut Sink, plan: &mut Plan, dense: &[(String, Span)]) {
+    for (sel, span) in dense {
+        let hits: Vec<usize> = (0..plan.model.params.len())
+            .filter(|&i| selects(sel, &plan.model.params[i], &plan.model.params))
+            .collect();
+        if hits.is_empty() && !SELECTORS.contains(&sel.as_str()) {
+            let mut names: Vec<String> = Vec::new();
+            layer_names(&plan.model.layers, &mut names);
+            let mut d = Diagnostic::error("E0305", format!("`{sel}` matches no layer of the model")).at(*span, "matches nothing");
+            let cands: Vec<&str> = names.iter().map(String::as_str).chain(SELECTORS.iter().copied()).collect();
+            d = match did_you_mean(sel, cands.iter().copied()) {
+                Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                None => d.with_help("use `first`, `last`, `batchnorm`, `bias`, a layer name, or a glob such as \"layer1.*\""),
+            };
+            sink.push(d);
+        }
+        for i in hits {
+            plan.model.params[i].masked = false;
+        }
+    }
+}
+
+pub fn show_time(t: Time) -> String {
+    match t {
+        Time::Steps(s) => format!("{s} steps"),
+        Time::Epochs(e) => format!("{e} epochs"),
+        Time::Fraction(f) => format!("{}% of the run", (f * 1e6).round() / 1e4),
+    }
+}

@@ -1,0 +1,204 @@
+//! The command line: `sprsc check`, `sprsc run`, `sprsc explain`. Exit codes: 0 clean
+//! (warnings allowed), 1 diagnostics, 2 usage or I/O error.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::diagnostics::{self, Diagnostic};
+use crate::Compilation;
+
+#[derive(Parser, Debug)]
+#[command(name = "sprsc", version, about = "A compiler for sparse neural-network training recipes (.sprs)")]
+#[command(long_about = "sprsc reads a .sprs recipe (model, data, masks, sparsity schedule, training \
+techniques), checks it, lowers it to a training plan and runs it.\n\nExit codes: 0 success (warnings \
+allowed), 1 the recipe has errors, 2 usage or I/O error.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check a recipe file and report every mistake; optionally print a compiler stage.
+    Check {
+        /// The .sprs file.
+        file: PathBuf,
+        /// How to print diagnostics: `text` (miette) or `json` (one object per line).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Print a stage after checking: the syntax tree, the training plan, or the kernels.
+        #[arg(long, value_enum)]
+        emit: Option<Emit>,
+        /// Override a field, checked like the file: `--set sparsity.target=99%`. Repeatable.
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Train the network a recipe describes and write a run directory.
+    Run {
+        /// The .sprs file.
+        file: PathBuf,
+        /// Which recipe of the file (required only when the file has several).
+        #[arg(long)]
+        recipe: Option<String>,
+        /// Run directory (default: the recipe's `output { dir }`, else runs/<recipe>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Worker threads for training (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Override a field, checked like the file: `--set train.epochs=2`. Repeatable.
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        sets: Vec<String>,
+        /// How to print diagnostics.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Explain a diagnostic code, e.g. `sprsc explain E0204`; `--list` lists all codes.
+    Explain {
+        /// The code (E0204, W0201).
+        code: Option<String>,
+        /// List every code with its title.
+        #[arg(long)]
+        list: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Emit {
+    Ast,
+    Ir,
+    Kernels,
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main_with(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Check { file, format, emit, sets } => check(&file, format, emit, &sets),
+        Command::Run { file, recipe, out, threads, sets, format } => {
+            let Some(comp) = compile_reporting(&file, &sets, format) else { return 2 };
+            if comp.has_errors() {
+                return 1;
+            }
+            run(&comp, recipe.as_deref(), out, threads)
+        }
+        Command::Explain { code, list } => explain(code.as_deref(), list),
+    }
+}
+
+fn compile_reporting(file: &Path, sets: &[String], format: Format) -> Option<Compilation> {
+    let comp = match crate::compile_file(file, sets) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: cannot read `{}`: {e}", file.display());
+            return None;
+        }
+    };
+    report(&comp.diagnostics, &comp, format);
+    Some(comp)
+}
+
+/// Prints diagnostics to stderr (text) or stdout (json).
+pub fn report(diags: &[Diagnostic], comp: &Compilation, format: Format) {
+    let color = std::io::stderr().is_terminal();
+    for d in diags {
+        match format {
+            Format::Text => eprint!("{}", diagnostics::render_text(d, &comp.sources, color)),
+            Format::Json => println!("{}", diagnostics::render_json(d, &comp.sources)),
+        }
+    }
+    if format == Format::Text && !diags.is_empty() {
+        let errors = diags.iter().filter(|d| d.is_error()).count();
+        let warnings = diags.len() - errors;
+        eprintln!("{errors} error(s), {warnings} warning(s)");
+    }
+}
+
+fn check(file: &Path, format: Format, emit: Option<Emit>, sets: &[String]) -> i32 {
+    let Some(comp) = compile_reporting(file, sets, format) else { return 2 };
+    if comp.has_errors() {
+        return 1;
+    }
+    match emit {
+        Some(Emit::Ast) => comp.files.iter().for_each(|f| print!("{f}")),
+        Some(Emit::Ir) => {
+            comp.checked.plans.iter().for_each(|p| println!("{p}"));
+            comp.checked.sweeps.iter().for_each(|s| println!("{s}"));
+        }
+        Some(Emit::Kernels) => print!("{}", kernel_listing(&comp)),
+        None => {
+            if format == Format::Text {
+                let n = comp.checked.plans.len();
+                eprintln!("ok: {} recipe(s), {} sweep(s), {} kernel(s)", n, comp.checked.sweeps.len(), comp.checked.kernels.len());
+            }
+        }
+    }
+    0
+}
+
+/// The kernel IR of every plan: its kernels in the stable text form.
+pub fn kernel_listing(comp: &Compilation) -> String {
+    let mut out = String::new();
+    for p in &comp.checked.plans {
+        out.push_str(&format!("plan {}\n", p.recipe));
+        for k in &p.kernels {
+            out.push_str(&format!("  {k}\n"));
+        }
+    }
+    out
+}
+
+fn run(comp: &Compilation, recipe: Option<&str>, _out: Option<PathBuf>, _threads: Option<usize>) -> i32 {
+    let plans = &comp.checked.plans;
+    let plan = match (recipe, plans.as_slice()) {
+        (Some(name), _) => match plans.iter().find(|p| p.recipe == name) {
+            Some(p) => p,
+            None => {
+                let names: Vec<&str> = plans.iter().map(|p| p.recipe.as_str()).collect();
+                eprintln!("error: no recipe `{name}` in this file; it has: {}", names.join(", "));
+                return 2;
+            }
+        },
+        (None, [one]) => one,
+        (None, []) => {
+            eprintln!("error: the file has no recipe to run");
+            return 2;
+        }
+        (None, many) => {
+            let names: Vec<&str> = many.iter().map(|p| p.recipe.as_str()).collect();
+            eprintln!("error: the file has {} recipes; pick one with --recipe: {}", many.len(), names.join(", "));
+            return 2;
+        }
+    };
+    eprintln!("error: recipe `{}` checks clean, but this build has no training engine yet", plan.recipe);
+    2
+}
+
+fn explain(code: Option<&str>, list: bool) -> i32 {
+    if list || code.is_none() {
+        for (c, text) in diagnostics::CODES {
+            let title = text.lines().next().unwrap_or("").trim_start_matches('#').trim();
+            println!("{title}");
+            let _ = c;
+        }
+        return 0;
+    }
+    let code = code.unwrap_or_default();
+    match diagnostics::explanation(code) {
+        Some(text) => {
+            print!("{text}");
+            0
+        }
+        None => {
+            eprintln!("error: no explanation for `{code}`; `sprsc explain --list` lists the codes");
+            2
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The stable text form of plans and sweeps (`--emit ir`): ordered, one fact per line, floats in
+//! Rust's shortest round-trip form, percentages as `98%`.
+
+use std::fmt::{self, Display, Formatter, Write};
+
+use super::plan::*;
+use super::Sweep;
+
+fn pct(x: f64) -> String {
+    format!("{}%", (x * 1e6).round() / 1e4)
+}
+
+impl Display for Time {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Time::Steps(s) => write!(f, "{s} steps"),
+            Time::Epochs(e) => write!(f, "{e} epochs"),
+            Time::Fraction(x) => f.write_str(&pct(*x)),
+        }
+    }
+}
+
+fn shape(d: &[usize]) -> String {
+    d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("x")
+}
+
+fn layer_kind(k: &LayerKind) -> String {
+    match k {
+        LayerKind::Dense { out, bias } => format!("dense {out} bias: {bias}"),
+        LayerKind::Conv { out, kernel, stride, padding, bias } => {
+            format!("conv {out} kernel: {kernel} stride: {stride} padding: {padding} bias: {bias}")
+        }
+        LayerKind::MaxPool { size, stride } => format!("maxpool {size} stride: {stride}"),
+        LayerKind::AvgPool { size, stride } => format!("avgpool {size} stride: {stride}"),
+        LayerKind::GlobalAvgPool => "global_avgpool".into(),
+        LayerKind::BatchNorm { eps, momentum } => format!("batchnorm eps: {eps} momentum: {momentum}"),
+        LayerKind::Act(a) => format!("{a:?}").to_lowercase(),
+        LayerKind::Flatten => "flatten".into(),
+        LayerKind::Dropout { p } => format!("dropout {p}"),
+        LayerKind::Residual { .. } => "residual".into(),
+    }
+}
+
+fn layers(out: &mut String, ls: &[Layer], depth: usize) -> fmt::Result {
+    for l in ls {
+        let pad = "  ".repeat(depth);
+        writeln!(out, "{pad}{:<24} {:<44} {} -> {}", l.name, layer_kind(&l.kind), shape(&l.input), shape(&l.output))?;
+        if let LayerKind::Residual { body, shortcut } = &l.kind {
+            writeln!(out, "{pad}  body")?;
+            layers(out, body, depth + 2)?;
+            writeln!(out, "{pad}  shortcut{}", if shortcut.is_empty() { " identity" } else { "" })?;
+            layers(out, shortcut, depth + 2)?;
+        }
+    }
+    Ok(())
+}
+
+impl Display for MaskMethod {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            MaskMethod::Dense => f.write_str("dense"),
+            MaskMethod::Random => f.write_str("random"),
+            MaskMethod::Magnitude => f.write_str("magnitude"),
+            MaskMethod::Snip { batches } => write!(f, "snip(batches: {batches})"),
+            MaskMethod::Grasp { temperature, batches } => write!(f, "grasp(temperature: {temperature}, batches: {batches})"),
+            MaskMethod::Synflow { rounds } => write!(f, "synflow(rounds: {rounds})"),
+            MaskMethod::Lottery { rounds, rate, rewind } => write!(f, "lottery(rounds: {rounds}, rate: {}, rewind: {rewind})", pct(*rate)),
+        }
+    }
+}
+
+impl Display for Schedule {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Constant => f.write_str("constant"),
+            Schedule::Linear { start, end, every } => write!(f, "linear(start: {start}, end: {end}, every: {every})"),
+            Schedule::Cubic { start, end, every } => write!(f, "cubic(start: {start}, end: {end}, every: {every})"),
+            Schedule::Cyclic { cycles, length, peak, shape } => {
+                write!(f, "cyclic(cycles: {cycles}, length: {length}, peak: {peak}x, shape: {})", format!("{shape:?}").to_lowercase())
+            }
+        }
+    }
+}
+
+impl Display for Update {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Update::Hard => f.write_str("hard"),
+            Update::SoftThreshold { ste, rescale, scope, sigma, kernel } => write!(
+                f,
+                "soft_threshold(ste: {}, rescale: {rescale}, scope: {}, sigma: {sigma}, kernel: {kernel})",
+                format!("{ste:?}").to_lowercase(),
+                format!("{scope:?}").to_lowercase()
+            ),
+            Update::PruneRegrow { every, drop, grow, until } => {
+                write!(f, "prune_regrow(every: {every}, drop: {}, grow: {}", pct(*drop), format!("{grow:?}").to_lowercase())?;
+                match until {
+                    Some(u) => write!(f, ", until: {u})"),
+                    None => f.write_str(")"),
+                }
+            }
+        }
+    }
+}
+
+impl Display for Technique {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Technique::GhostNeurons { activation, until, blend, .. } => {
+                write!(f, "ghost_neurons(activation: {}, until: {until}, blend: {blend})", format!("{activation:?}").to_lowercase())
+            }
+            Technique::GhostSkip { init, fade_start, fade_end, .. } => write!(f, "ghost_skip(init: {init}, fade: {fade_start} .. {fade_end})"),
+            Technique::LabelSmoothing { alpha, style, .. } => {
+                write!(f, "label_smoothing({alpha}, style: {})", format!("{style:?}").to_lowercase())
+            }
+            Technique::GradInit { iters, lr, eta, min_scale, .. } => {
+                write!(f, "gradinit(iters: {iters}, lr: {lr}, eta: {eta}, min_scale: {min_scale})")
+            }
+            Technique::DyRelu { phase_start, phase_end, reduction, .. } => {
+                write!(f, "dyrelu(phase_out: {phase_start} .. {phase_end}, reduction: {reduction})")
+            }
+            Technique::WeightSharing { from_block, .. } => write!(f, "weight_sharing(from_block: {from_block})"),
+        }
+    }
+}
+
+impl Display for Optimizer {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Optimizer::Sgd { lr, momentum, nesterov, weight_decay } => {
+                write!(f, "sgd(lr: {lr}, momentum: {momentum}, nesterov: {nesterov}, weight_decay: {weight_decay})")
+            }
+            Optimizer::Adam { lr, beta1, beta2, eps, weight_decay, decoupled } => write!(
+                f,
+                "{}(lr: {lr}, beta1: {beta1}, beta2: {beta2}, eps: {eps}, weight_decay: {weight_decay})",
+                if *decoupled { "adamw" } else { "adam" }
+            ),
+        }
+    }
+}
+
+impl Display for LrSchedule {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            LrSchedule::Constant => f.write_str("constant"),
+            LrSchedule::Cosine { warmup } => write!(f, "cosine(warmup: {warmup})"),
+            LrSchedule::Step { at, factor } => {
+                let at: Vec<String> = at.iter().map(|t| t.to_string()).collect();
+                write!(f, "step(at: [{}], factor: {factor})", at.join(", "))
+            }
+        }
+    }
+}
+
+impl Display for DataSpec {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let name = match &self.dataset {
+            Dataset::Mnist => "mnist".to_string(),
+            Dataset::FashionMnist => "fashion_mnist".to_string(),
+            Dataset::Cifar10 => "cifar10".to_string(),
+            Dataset::Cifar100 => "cifar100".to_string(),
+            Dataset::SyntheticDigits { train, test } => format!("synthetic_digits(train: {train}, test: {test})"),
+            Dataset::Idx { train_images, train_labels, test_images, test_labels } => format!(
+                "idx(train_images: {train_images:?}, train_labels: {train_labels:?}, test_images: {test_images:?}, test_labels: {test_labels:?})"
+            ),
+        };
+        let path = match &self.path {
+            Some(p) => format!("{p:?}"),
+            None if matches!(self.dataset, Dataset::SyntheticDigits { .. } | Dataset::Idx { .. }) => "none".into(),
+            None => format!("search $SPRS_DATA/{0}, ./data/{0}", self.dataset.dir_name()),
+        };
+        let aug: Vec<String> = self
+            .augment
+            .iter()
+            .map(|a| match a {
+                Augment::Crop { size, pad } => format!("crop({size}, pad: {pad})"),
+                Augment::Flip => "flip".into(),
+            })
+            .collect();
+        write!(f, "{name}\n    path {path}\n    val {}\n    augment [{}]", self.val, aug.join(", "))
+    }
+}
+
+impl Display for Plan {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let mut s = String::new();
+        writeln!(s, "plan {}", self.recipe)?;
+        writeln!(s, "  seed {}", self.seed)?;
+        writeln!(s, "  data {}", self.data)?;
+        let m = &self.model;
+        writeln!(s, "  model {} input {} classes {}", m.name, shape(&m.input), m.classes)?;
+        layers(&mut s, &m.layers, 2)?;
+        let total: usize = m.params.iter().map(Param::numel).sum();
+        let masked: usize = m.params.iter().filter(|p| p.masked).map(Param::numel).sum();
+        writeln!(s, "  params {} tensors, {total} values, {masked} masked", m.params.len())?;
+        for p in &m.params {
+            let how = match (p.masked, p.target) {
+                (false, _) => "dense".to_string(),
+                (true, Some(t)) => format!("masked target {}", pct(t)),
+                (true, None) => "masked target global".to_string(),
+            };
+            writeln!(s, "    {:<32} {:<16} {how}", p.name, shape(&p.shape))?;
+        }
+        let sp = &self.sparsity;
+        writeln!(s, "  sparsity")?;
+        writeln!(s, "    target {}", pct(sp.target))?;
+        writeln!(s, "    distribution {}", format!("{:?}", sp.distribution).to_lowercase())?;
+        writeln!(s, "    dense [{}]", sp.dense.join(", "))?;
+        for o in &sp.overrides {
+            writeln!(s, "    layer {:?} {}", o.layer, pct(o.target))?;
+        }
+        writeln!(s, "    mask {}", sp.mask)?;
+        writeln!(s, "    schedule {}", sp.schedule)?;
+        writeln!(s, "    update {}", sp.update)?;
+        match &sp.freeze_at {
+            Some(t) => writeln!(s, "    freeze at {t}")?,
+            None => writeln!(s, "    freeze never")?,
+        }
+        writeln!(s, "  techniques")?;
+        for t in &self.techniques {
+            writeln!(s, "    {t}")?;
+        }
+        let t = &self.train;
+        writeln!(s, "  train")?;
+        writeln!(s, "    epochs {}", t.epochs)?;
+        writeln!(s, "    batch {}", t.batch)?;
+        writeln!(s, "    optimizer {}", t.optimizer)?;
+        writeln!(s, "    lr {}", t.lr)?;
+        writeln!(s, "    loss cross_entropy")?;
+        match t.clip_grad_norm {
+            Some(c) => writeln!(s, "    clip_grad_norm {c}")?,
+            None => writeln!(s, "    clip_grad_norm none")?,
+        }
+        writeln!(s, "    eval_every {} epochs", t.eval_every)?;
+        let o = &self.output;
+        writeln!(s, "  output")?;
+        writeln!(s, "    dir {:?}", o.dir)?;
+        match o.checkpoint_every {
+            Some(c) => writeln!(s, "    checkpoint every {c} epochs")?,
+            None => writeln!(s, "    checkpoint at end")?,
+        }
+        writeln!(s, "    plots {}", o.plots)?;
+        writeln!(s, "  kernels")?;
+        for k in &self.kernels {
+            writeln!(s, "    {k}")?;
+        }
+        f.write_str(&s)
+    }
+}
+
+impl Display for Sweep {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        writeln!(f, "sweep {}", self.name)?;
+        writeln!(f, "  recipes [{}]", self.recipes.join(", "))?;
+        for v in &self.vary {
+            let vals: Vec<String> = v.values.iter().map(|x| x.to_string()).collect();
+            writeln!(f, "  vary {} [{}]", v.path.join("."), vals.join(", "))?;
+        }
+        let seeds: Vec<String> = self.seeds.iter().map(|s| s.to_string()).collect();
+        writeln!(f, "  seeds [{}]", seeds.join(", "))?;
+        writeln!(f, "  report {:?}", self.report)
+    }
+}

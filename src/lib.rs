@@ -1,0 +1,128 @@
+//! sprsc: a compiler for sparse neural-network training recipes.
+//!
+//! The pipeline, one module per phase: `syntax` (text -> AST), `check` (AST -> checked plans or
+//! diagnostics), `ir` (the `Plan`), `kernels` (kernel expressions -> native code), `exec`
+//! (plans -> training). [`compile`] runs the front end: parse every file, check, lower.
+
+#![deny(unsafe_code)]
+
+pub mod check;
+pub mod cli;
+pub mod diagnostics;
+pub mod ir;
+pub mod syntax;
+
+use std::path::{Path, PathBuf};
+
+use check::{Checked, Override};
+use diagnostics::{Diagnostic, SourceMap, Span};
+use syntax::ast::{File, Item};
+
+/// The embedded prelude: the built-in kernels, written in the language itself.
+pub const PRELUDE: &str = include_str!("prelude.sprs");
+
+/// What the front end made of a file: its sources (for rendering), the parsed files, the
+/// checked plans, and every diagnostic, sorted.
+pub struct Compilation {
+    pub sources: SourceMap,
+    pub files: Vec<File>,
+    pub checked: Checked,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Compilation {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Compiles source text as if read from `path` (`use` paths resolve relative to it).
+/// `sets` are `--set` overrides as `path=value` strings.
+pub fn compile_source(path: &Path, text: String, sets: &[String]) -> Compilation {
+    let mut sources = SourceMap::default();
+    let mut diagnostics = Vec::new();
+    let prelude_id = sources.add(PathBuf::from("<prelude>"), PRELUDE.to_string());
+    let prelude = syntax::parse(PRELUDE, prelude_id).expect("the embedded prelude parses");
+    let mut files = Vec::new();
+    load(path, text, &mut sources, &mut files, &mut diagnostics);
+    let overrides = parse_sets(sets, &mut sources, &mut diagnostics);
+    let mut checked = Checked::default();
+    if diagnostics.is_empty() {
+        let (c, d) = check::check(&files, &prelude, &overrides);
+        checked = c;
+        diagnostics = d;
+    }
+    diagnostics::sort(&mut diagnostics);
+    Compilation { sources, files, checked, diagnostics }
+}
+
+/// Reads and compiles a file; `Err` only when the main file itself cannot be read.
+pub fn compile_file(path: &Path, sets: &[String]) -> std::io::Result<Compilation> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(compile_source(path, text, sets))
+}
+
+/// Parses `text` and, recursively, the files it `use`s (each once).
+fn load(path: &Path, text: String, sources: &mut SourceMap, files: &mut Vec<File>, diags: &mut Vec<Diagnostic>) {
+    let id = sources.add(path.to_path_buf(), text);
+    let text = sources.files[id as usize].text.clone();
+    let file = match syntax::parse(&text, id) {
+        Ok(f) => f,
+        Err(d) => {
+            diags.extend(d);
+            return;
+        }
+    };
+    let uses: Vec<(String, Span)> = file
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Use(u) => Some((u.path.clone(), u.span)),
+            _ => None,
+        })
+        .collect();
+    files.push(file);
+    for (rel, span) in uses {
+        let target = path.parent().unwrap_or(Path::new(".")).join(&rel);
+        if sources.files.iter().any(|f| same_file(&f.path, &target)) {
+            continue;
+        }
+        match std::fs::read_to_string(&target) {
+            Ok(t) => load(&target, t, sources, files, diags),
+            Err(e) => diags.push(
+                Diagnostic::error("E0003", format!("cannot read `{}`: {e}", target.display()))
+                    .at(span, "used here")
+                    .with_help("`use` paths are relative to the file that contains them"),
+            ),
+        }
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// `--set a.b=value`: each value is parsed as a pseudo-file of its own named `--set a.b`.
+fn parse_sets(sets: &[String], sources: &mut SourceMap, diags: &mut Vec<Diagnostic>) -> Vec<Override> {
+    let mut out = Vec::new();
+    for s in sets {
+        let Some((path, value)) = s.split_once('=') else {
+            let id = sources.add(PathBuf::from("--set"), s.clone());
+            diags.push(
+                Diagnostic::error("E0004", format!("`--set {s}` has no `=`"))
+                    .at(Span::new(id, 0, s.len()), "expected `field=value`")
+                    .with_help("for example `--set sparsity.target=99%`"),
+            );
+            continue;
+        };
+        let id = sources.add(PathBuf::from(format!("--set {path}")), value.to_string());
+        match syntax::parse_value(value, id) {
+            Ok(v) => out.push(Override { path: path.trim().split('.').map(str::to_string).collect(), value: v }),
+            Err(d) => diags.push(d),
+        }
+    }
+    out
+}

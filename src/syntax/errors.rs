@@ -1,0 +1,131 @@
+//! Syntax errors: pest's error turned into a diagnostic with an absolute byte span and the
+//! grammar's rule names in words.
+
+use pest::error::{ErrorVariant, InputLocation};
+
+use super::Rule;
+use crate::diagnostics::{Diagnostic, Span};
+
+pub(super) fn syntax_error(e: pest::error::Error<Rule>, text: &str, file: u32, base: usize) -> Diagnostic {
+    let (start, end) = match e.location {
+        InputLocation::Pos(p) => (p, next_char_end(text, p)),
+        InputLocation::Span((s, e)) => (s, e.max(s)),
+    };
+    let found = describe_found(text, start);
+    let (message, label) = match &e.variant {
+        ErrorVariant::ParsingError { positives, negatives } => {
+            let mut expected: Vec<&str> = positives.iter().map(|r| rule_name(*r)).collect();
+            expected.sort_unstable();
+            expected.dedup();
+            let mut msg = if expected.is_empty() {
+                format!("unexpected {found}")
+            } else {
+                format!("expected {}, found {found}", join_or(&expected))
+            };
+            if !negatives.is_empty() {
+                let neg: Vec<&str> = negatives.iter().map(|r| rule_name(*r)).collect();
+                msg.push_str(&format!(" (not {})", join_or(&neg)));
+            }
+            (msg, format!("unexpected {found}"))
+        }
+        ErrorVariant::CustomError { message } => (message.clone(), "here".to_string()),
+    };
+    let mut diag = Diagnostic::error("E0001", format!("syntax error: {message}"))
+        .at(Span::new(file, base + start, base + end), label);
+    if let Some(help) = hint(text, start) {
+        diag = diag.with_help(help);
+    }
+    diag
+}
+
+fn next_char_end(text: &str, p: usize) -> usize {
+    text[p.min(text.len())..].chars().next().map_or(p, |c| p + c.len_utf8())
+}
+
+fn describe_found(text: &str, p: usize) -> String {
+    match text[p.min(text.len())..].chars().next() {
+        None => "end of file".to_string(),
+        Some('\n') => "end of line".to_string(),
+        Some(c) => format!("`{c}`"),
+    }
+}
+
+/// Help for the common slips.
+fn hint(text: &str, p: usize) -> Option<String> {
+    let rest = &text[p.min(text.len())..];
+    let c = rest.chars().next()?;
+    if c.is_ascii_uppercase() {
+        return Some("names are lower case: letters, digits and `_`".to_string());
+    }
+    if c == '=' {
+        return Some("arguments are written `key: value`, not `key = value`".to_string());
+    }
+    if c == '\'' {
+        return Some("strings use double quotes: \"...\"".to_string());
+    }
+    None
+}
+
+fn join_or(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+/// Human names for grammar rules. Exhaustive with no `_` arm: a new rule cannot ship without one.
+pub(super) fn rule_name(rule: Rule) -> &'static str {
+    match rule {
+        Rule::EOI => "end of file",
+        Rule::WHITESPACE => "whitespace",
+        Rule::COMMENT => "a comment",
+        Rule::nl => "a new line",
+        Rule::sep => "a new line or `;`",
+        Rule::file => "a file",
+        Rule::item => "an item (`use`, `kernel`, `recipe` or `sweep`)",
+        Rule::use_item => "`use \"FILE\"`",
+        Rule::kernel_item => "a kernel definition",
+        Rule::kernel_params => "kernel parameters",
+        Rule::kernel_arrays => "array parameters",
+        Rule::kernel_scalars => "scalar parameters",
+        Rule::recipe_item => "a recipe",
+        Rule::extends => "`extends NAME`",
+        Rule::sweep_item => "a sweep",
+        Rule::block => "a block `{ ... }`",
+        Rule::statement => "a statement",
+        Rule::keyword => "a keyword",
+        Rule::arg_list => "arguments",
+        Rule::paren_args => "arguments `(...)`",
+        Rule::arg => "an argument",
+        Rule::named_arg => "`key: value`",
+        Rule::value => "a value",
+        Rule::atom => "a value",
+        Rule::call => "a call `name(...)`",
+        Rule::call_arg => "an argument",
+        Rule::list => "a list `[...]`",
+        Rule::duration => "a duration (`5 epochs`, `100 steps`)",
+        Rule::time_unit => "`epochs` or `steps`",
+        Rule::percent => "a percentage",
+        Rule::shape => "a shape (`1x28x28`)",
+        Rule::multiplier => "a multiplier (`3x`)",
+        Rule::number => "a number",
+        Rule::int => "an integer",
+        Rule::string => "a string",
+        Rule::string_inner => "string contents",
+        Rule::path => "a field path",
+        Rule::ident => "a name",
+        Rule::ident_char => "a letter, digit or `_`",
+        Rule::expr => "an expression",
+        Rule::sum => "an expression",
+        Rule::product => "an expression",
+        Rule::unary => "an expression",
+        Rule::neg => "`-`",
+        Rule::primary => "a number, name, call or `(`",
+        Rule::kcall => "a function call",
+        Rule::knumber => "a number",
+        Rule::cmp_op => "a comparison",
+        Rule::add_op => "`+` or `-`",
+        Rule::mul_op => "`*` or `/`",
+    }
+}
