@@ -279,6 +279,7 @@ pub fn int(sink: &mut Sink, v: &Value, what: &str, lo: u64, hi: u64) -> Option<u
             Some(x as u64)
         }
         ValueKind::Number { value, .. } => {
+            check_finite(sink, v, *value)?;
             sink.push(
                 Diagnostic::error("E0203", format!("{what} must be a whole number, found {value}"))
                     .at(v.span, "not an integer")

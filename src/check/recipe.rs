@@ -4,7 +4,7 @@ use super::reader::{check_block_use, missing, Args, BlockReader, Sink};
 use super::{model, rules, sections};
 use crate::diagnostics::{Diagnostic, Span};
 use crate::ir::kernel::KernelDef;
-use crate::ir::plan::{Plan, Update};
+use crate::ir::plan::{DataSpec, Dataset, Plan, Update};
 use crate::syntax::ast::Statement;
 
 pub const RECIPE_KEYS: &[&str] = &["seed", "data", "model", "sparsity", "techniques", "train", "output"];
@@ -55,7 +55,15 @@ pub fn check_recipe(sink: &mut Sink, name: &str, span: Span, stmts: &[Statement]
     };
     let output = sections::output(sink, b.one("output"), name);
     let spans = collect_spans(sink, &b);
-    let (data, model, sparsity, train, output) = (data?, model?, sparsity?, train?, output?);
+    // A broken `data` is already reported; an unknown-size stand-in lets the other rules run.
+    let data = data.unwrap_or_else(|| DataSpec {
+        dataset: Dataset::Idx { train_images: String::new(), train_labels: String::new(), test_images: String::new(), test_labels: String::new() },
+        path: None,
+        val: 0,
+        augment: vec![],
+        span,
+    });
+    let (model, sparsity, train, output) = (model?, sparsity?, train?, output?);
     let mut plan = Plan {
         recipe: name.to_string(),
         span,

@@ -5,12 +5,18 @@ use pest::iterators::Pair;
 
 use super::ast::*;
 use super::Rule;
-use crate::diagnostics::Span;
+use crate::diagnostics::{Diagnostic, Span};
 
 struct Ctx {
     file: u32,
     base: usize,
+    /// A limit the text broke that the grammar cannot express (an operator chain too long).
+    error: std::cell::RefCell<Option<Diagnostic>>,
 }
+
+/// Operators one kernel expression may chain at one level: longer chains make trees deep enough
+/// to overflow the stack of every pass that walks them.
+const MAX_CHAIN: usize = 256;
 
 impl Ctx {
     fn span(&self, p: &Pair<Rule>) -> Span {
@@ -23,14 +29,17 @@ impl Ctx {
     }
 }
 
-pub(super) fn file(root: Pair<Rule>, file: u32, base: usize) -> File {
-    let cx = Ctx { file, base };
+pub(super) fn file(root: Pair<Rule>, file: u32, base: usize) -> Result<File, Diagnostic> {
+    let cx = Ctx { file, base, error: Default::default() };
     let items = root
         .into_inner()
         .filter(|p| p.as_rule() != Rule::EOI)
         .map(|p| item(&cx, p))
         .collect();
-    File { items }
+    match cx.error.into_inner() {
+        Some(d) => Err(d),
+        None => Ok(File { items }),
+    }
 }
 
 fn item(cx: &Ctx, p: Pair<Rule>) -> Item {
@@ -193,7 +202,16 @@ fn expr(cx: &Ctx, p: Pair<Rule>) -> Expr {
         Rule::expr | Rule::sum | Rule::product => {
             let mut inner = p.into_inner();
             let mut acc = expr(cx, inner.next().expect("operand"));
+            let mut chained = 0;
             while let Some(op) = inner.next() {
+                chained += 1;
+                if chained > MAX_CHAIN {
+                    let d = Diagnostic::error("E0005", format!("an expression chains more than {MAX_CHAIN} operators"))
+                        .at(cx.span(&op), "too long")
+                        .with_help("split the kernel into simpler expressions");
+                    cx.error.borrow_mut().get_or_insert(d);
+                    break;
+                }
                 let rhs = expr(cx, inner.next().expect("rhs operand"));
                 let s = acc.span.to(rhs.span);
                 acc = Expr {

@@ -57,7 +57,8 @@ fn hint(text: &str, p: usize) -> Option<String> {
     if c.is_ascii_uppercase() {
         return Some("names are lower case: letters, digits and `_`".to_string());
     }
-    if c == '=' {
+    let word_end = rest.find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_')).unwrap_or(rest.len());
+    if c == '=' || (word_end > 0 && rest[word_end..].trim_start_matches([' ', '\t']).starts_with('=')) {
         return Some("arguments are written `key: value`, not `key = value`".to_string());
     }
     if c == '\'' {
@@ -128,4 +129,48 @@ pub(super) fn rule_name(rule: Rule) -> &'static str {
         Rule::add_op => "`+` or `-`",
         Rule::mul_op => "`*` or `/`",
     }
+}
+
+/// Nesting deeper than this (brackets, or a run of unary minus signs) is refused before parsing:
+/// recursive descent and the tree walks after it would otherwise overflow the stack.
+pub(super) const MAX_DEPTH: usize = 64;
+
+pub(super) fn too_deep(text: &str, file: u32) -> Option<Diagnostic> {
+    let (mut depth, mut minus_run) = (0usize, 0usize);
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => {
+                while let Some((_, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' | '\n' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '/' if chars.peek().is_some_and(|(_, c)| *c == '/') => {
+                for (_, c) in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            '-' => minus_run += 1,
+            c if c.is_whitespace() => {}
+            _ => minus_run = 0,
+        }
+        if depth > MAX_DEPTH || minus_run > MAX_DEPTH {
+            return Some(
+                Diagnostic::error("E0005", format!("nesting deeper than {MAX_DEPTH} levels"))
+                    .at(Span::new(file, i, i + c.len_utf8()), "too deep")
+                    .with_help("split the expression or list into simpler parts"),
+            );
+        }
+    }
+    None
 }

@@ -19,6 +19,9 @@ pub(crate) struct SprsParser;
 
 /// Parses one file. `file` is the source-map index written into every span.
 pub fn parse(text: &str, file: u32) -> Result<ast::File, Vec<Diagnostic>> {
+    if let Some(d) = errors::too_deep(text, file) {
+        return Err(vec![d]);
+    }
     match parse_range(text, 0, text.len(), file) {
         Ok(f) => Ok(f),
         Err(first) => {
@@ -42,7 +45,7 @@ fn parse_range(text: &str, start: usize, end: usize, file: u32) -> Result<ast::F
     match SprsParser::parse(Rule::file, slice) {
         Ok(mut pairs) => {
             let root = pairs.next().expect("the file rule always yields one pair");
-            Ok(build::file(root, file, start))
+            build::file(root, file, start)
         }
         Err(e) => Err(errors::syntax_error(e, slice, file, start)),
     }
@@ -68,6 +71,9 @@ fn item_chunks(text: &str) -> Vec<(usize, usize)> {
 
 /// Parses a single value (for `--set path=value`), spans in file `file`.
 pub fn parse_value(text: &str, file: u32) -> Result<ast::Value, Diagnostic> {
+    if let Some(d) = errors::too_deep(text, file) {
+        return Err(d);
+    }
     // Wrapped in a statement so the same rules (and error messages) apply.
     let wrapped = format!("recipe set {{\n  set {text}\n}}\n");
     let offset = "recipe set {\n  set ".len();

@@ -1,0 +1,61 @@
+//! Every diagnostic code has an explanation whose example emits that code (rustc's tidy check),
+//! and every code the source can emit is documented.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+fn example(text: &str) -> Option<&str> {
+    let start = text.find("```sprs\n")? + "```sprs\n".len();
+    let end = start + text[start..].find("```")?;
+    Some(&text[start..end])
+}
+
+fn sets(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("<!-- set: "))
+        .filter_map(|l| l.strip_suffix(" -->"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_explanation_example_emits_its_code() {
+    for (code, text) in sprsc::diagnostics::CODES {
+        assert!(text.starts_with(&format!("# {code}: ")), "{code}.md must start with `# {code}: title`");
+        let ex = example(text).unwrap_or_else(|| panic!("{code}.md has no ```sprs example"));
+        let comp = sprsc::compile_source(Path::new("example.sprs"), ex.to_string(), &sets(text));
+        let codes: BTreeSet<&str> = comp.diagnostics.iter().map(|d| d.code).collect();
+        assert!(codes.contains(code), "the example of {code} emits {codes:?}");
+    }
+}
+
+fn source_codes(dir: &Path, out: &mut BTreeSet<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            source_codes(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let bytes = text.as_bytes();
+            for (i, _) in text.match_indices('"') {
+                let code = &bytes[i + 1..(i + 6).min(bytes.len())];
+                let closes = bytes.get(i + 6) == Some(&b'"');
+                if closes && (code[0] == b'E' || code[0] == b'W') && code[1..].iter().all(u8::is_ascii_digit) {
+                    out.insert(String::from_utf8(code.to_vec()).unwrap());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_emitted_code_is_documented() {
+    let mut used = BTreeSet::new();
+    source_codes(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut used);
+    let documented: BTreeSet<String> = sprsc::diagnostics::CODES.iter().map(|(c, _)| c.to_string()).collect();
+    let missing: Vec<&String> = used.difference(&documented).collect();
+    assert!(missing.is_empty(), "codes without an explanation file: {missing:?}");
+    assert!(documented.len() >= 40);
+}

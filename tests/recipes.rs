@@ -1,0 +1,55 @@
+//! Every recipe in `recipes/` goes through the front end: it checks clean (no errors, no
+//! warnings), and its plan and kernel listing are snapshotted.
+
+mod common;
+
+#[test]
+fn shipped_recipes_check_clean_and_lower() {
+    let mut count = 0;
+    insta::glob!("../recipes", "*.sprs", |path| {
+        count += 1;
+        let comp = common::compile(path);
+        assert!(
+            comp.diagnostics.is_empty(),
+            "{} does not check clean:\n{}",
+            path.display(),
+            common::rendered(&comp, &comp.diagnostics)
+        );
+        assert!(!comp.checked.plans.is_empty(), "{} has no recipe", path.display());
+        let mut ir = String::new();
+        for p in &comp.checked.plans {
+            ir.push_str(&p.to_string());
+            ir.push('\n');
+        }
+        for s in &comp.checked.sweeps {
+            ir.push_str(&s.to_string());
+        }
+        insta::assert_snapshot!("ir", ir);
+        insta::assert_snapshot!("kernels", sprsc::cli::kernel_listing(&comp));
+    });
+    assert!(count >= 5, "expected the shipped recipes, found {count}");
+}
+
+/// Each recipe file starts with a comment that says what it reproduces.
+#[test]
+fn recipes_begin_with_a_comment() {
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/recipes")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("//"), "{} must begin with a comment naming what it reproduces", path.display());
+    }
+}
+
+/// The AST printer's output parses back to the same text (the printer is canonical).
+#[test]
+fn ast_printing_round_trips() {
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/recipes")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let once = sprsc::syntax::parse(&text, 0).unwrap().to_string();
+        let twice = sprsc::syntax::parse(&once, 0)
+            .unwrap_or_else(|d| panic!("printed AST of {} does not parse: {d:?}\n{once}", path.display()))
+            .to_string();
+        assert_eq!(once, twice, "{}", path.display());
+    }
+}
