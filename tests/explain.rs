@@ -20,14 +20,43 @@ fn sets(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// `<!-- setup: FILE = SPEC -->` lines write files into a fresh `$TMP` before the example runs.
+fn setup(code: &str, text: &str) -> common::TempDir {
+    let tmp = common::temp_dir(code);
+    for line in text.lines() {
+        if let Some(spec) = line.strip_prefix("<!-- setup: ").and_then(|l| l.strip_suffix(" -->")) {
+            if spec.contains(" = ") {
+                common::setup_file(&tmp, spec);
+            }
+        }
+    }
+    tmp
+}
+
+/// The codes an example produces going through the pipeline as `sprsc run` does: check, then
+/// (when it checks clean) load the data.
+fn emitted(code: &str, text: &str) -> BTreeSet<String> {
+    let tmp = setup(code, text);
+    let ex = example(text).unwrap_or_else(|| panic!("{code}.md has no ```sprs example"));
+    let ex = ex.replace("$TMP", &tmp.display().to_string());
+    let comp = sprsc::compile_source(Path::new("example.sprs"), ex, &sets(text));
+    let mut codes: BTreeSet<String> = comp.diagnostics.iter().map(|d| d.code.to_string()).collect();
+    if !comp.has_errors() {
+        for plan in &comp.checked.plans {
+            if let Err(e) = sprsc::data::load(&plan.data, plan.seed) {
+                codes.insert(e.code().to_string());
+            }
+        }
+    }
+    codes
+}
+
 #[test]
 fn every_explanation_example_emits_its_code() {
     for (code, text) in sprsc::diagnostics::CODES {
         assert!(text.starts_with(&format!("# {code}: ")), "{code}.md must start with `# {code}: title`");
-        let ex = example(text).unwrap_or_else(|| panic!("{code}.md has no ```sprs example"));
-        let comp = sprsc::compile_source(Path::new("example.sprs"), ex.to_string(), &sets(text));
-        let codes: BTreeSet<&str> = comp.diagnostics.iter().map(|d| d.code).collect();
-        assert!(codes.contains(code), "the example of {code} emits {codes:?}");
+        let codes = emitted(code, text);
+        assert!(codes.contains(*code), "the example of {code} emits {codes:?}");
     }
 }
 

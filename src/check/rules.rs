@@ -124,6 +124,18 @@ pub fn check(sink: &mut Sink, plan: &mut Plan, dense: &[(String, Span)], spans: 
             Technique::LabelSmoothing { .. } | Technique::GradInit { .. } => {}
         }
     }
+    for a in &plan.data.augment {
+        let side = plan.model.input[1];
+        if let Augment::Crop { size, .. } = a {
+            if *size != side || plan.model.input[2] != side {
+                sink.push(
+                    Diagnostic::error("E0311", format!("`crop({size})` does not match the {side}x{side} images"))
+                        .at(plan.data.span, "crop size differs from the image size")
+                        .with_help(format!("random crops keep the image size: write `crop({side}, pad: 4)`")),
+                );
+            }
+        }
+    }
     overrides(sink, plan);
     selectors(sink, plan, dense);
 }

@@ -1,0 +1,178 @@
+//! Helpers shared by the integration tests: compiling and rendering recipes; data specs, temp
+//! dirs and small hand-made IDX/CIFAR files.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use sprsc::diagnostics::{render_text, Diagnostic};
+use sprsc::Compilation;
+
+pub fn compile(path: &Path) -> Compilation {
+    let text = std::fs::read_to_string(path).expect("test file is readable");
+    sprsc::compile_source(path, text, &[])
+}
+
+/// Every diagnostic rendered without colour, with the path shortened to its file name.
+pub fn rendered(comp: &Compilation, diags: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for d in diags {
+        out.push_str(&render_text(d, &comp.sources, false));
+        out.push('\n');
+    }
+    out
+}
+
+/// 1-based line of a diagnostic's primary span.
+pub fn line_of(comp: &Compilation, d: &Diagnostic) -> Option<usize> {
+    d.span.map(|s| comp.sources.line_col(s.file, s.start).0)
+}
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sprsc::diagnostics::Span;
+use sprsc::ir::plan::{DataSpec, Dataset};
+
+pub fn spec(dataset: Dataset, path: Option<&Path>, val: usize) -> DataSpec {
+    DataSpec {
+        dataset,
+        path: path.map(|p| p.display().to_string()),
+        val,
+        augment: Vec::new(),
+        span: Span::default(),
+    }
+}
+
+/// A fresh empty directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn temp_dir(tag: &str) -> TempDir {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("sprsc-data-{}-{tag}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    TempDir(dir)
+}
+
+/// The shared real data, or `None` (with a message) where this machine lacks it.
+pub fn shared(sub: &str) -> Option<PathBuf> {
+    let root = std::env::var_os("SPRS_TEST_DATA").map_or("/work/shared/data".into(), PathBuf::from);
+    let dir = root.join(sub);
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipping: {} is absent (set SPRS_TEST_DATA)", dir.display());
+        None
+    }
+}
+
+/// An IDX images file: `n` images of `rows` x `cols`, pixel `k` of image `i` = `(i + k) % 256`.
+pub fn idx_images(n: usize, rows: usize, cols: usize) -> Vec<u8> {
+    let mut out = vec![0, 0, 8, 3];
+    for d in [n, rows, cols] {
+        out.extend((d as u32).to_be_bytes());
+    }
+    out.extend((0..n).flat_map(|i| (0..rows * cols).map(move |k| ((i + k) % 256) as u8)));
+    out
+}
+
+pub fn idx_labels(labels: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, 0, 8, 1];
+    out.extend((labels.len() as u32).to_be_bytes());
+    out.extend_from_slice(labels);
+    out
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+/// `n` labels cycling through 0..10.
+pub fn cycle_labels(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 10) as u8).collect()
+}
+
+/// Writes the four MNIST files (raw) into `dir`: `train` and `test` examples.
+pub fn write_mnist(dir: &Path, train: usize, test: usize) {
+    let w = |name: &str, bytes: Vec<u8>| std::fs::write(dir.join(name), bytes).unwrap();
+    w("train-images-idx3-ubyte", idx_images(train, 28, 28));
+    w("train-labels-idx1-ubyte", idx_labels(&cycle_labels(train)));
+    w("t10k-images-idx3-ubyte", idx_images(test, 28, 28));
+    w("t10k-labels-idx1-ubyte", idx_labels(&cycle_labels(test)));
+}
+
+/// An `idx(...)` data set over four explicit files in `dir`.
+pub fn idx_dataset(dir: &Path, names: [&str; 4]) -> Dataset {
+    let p = |n: &str| dir.join(n).display().to_string();
+    Dataset::Idx {
+        train_images: p(names[0]),
+        train_labels: p(names[1]),
+        test_images: p(names[2]),
+        test_labels: p(names[3]),
+    }
+}
+
+pub const MNIST_NAMES: [&str; 4] = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+];
+
+/// CIFAR-10 records: label `i % 10`, pixels `(i + k) % 256`.
+pub fn cifar_records(n: usize) -> Vec<u8> {
+    (0..n)
+        .flat_map(|i| {
+            std::iter::once((i % 10) as u8).chain((0..3072).map(move |k| ((i + k) % 256) as u8))
+        })
+        .collect()
+}
+
+/// Writes `dir/FILE` from an explanation's `<!-- setup: FILE = SPEC -->` line. SPEC is
+/// `images N [RxC] [cut K]`, `labels N [all V]`, `bytes N` or `cifar N`.
+pub fn setup_file(dir: &Path, line: &str) {
+    let (file, spec) = line.split_once(" = ").unwrap();
+    let words: Vec<&str> = spec.split_whitespace().collect();
+    let num = |i: usize| words[i].parse::<usize>().unwrap();
+    let bytes = match words[0] {
+        "images" => {
+            let (mut rows, mut cols, mut cut) = (28, 28, 0);
+            let mut rest = words[2..].iter();
+            while let Some(w) = rest.next() {
+                if *w == "cut" {
+                    cut = rest.next().unwrap().parse().unwrap();
+                } else {
+                    let (r, c) = w.split_once('x').unwrap();
+                    (rows, cols) = (r.parse().unwrap(), c.parse().unwrap());
+                }
+            }
+            let mut b = idx_images(num(1), rows, cols);
+            b.truncate(b.len() - cut);
+            b
+        }
+        "labels" if words.len() == 4 && words[2] == "all" => {
+            idx_labels(&vec![num(3) as u8; num(1)])
+        }
+        "labels" => idx_labels(&cycle_labels(num(1))),
+        "bytes" => vec![0; num(1)],
+        "cifar" => cifar_records(num(1)),
+        other => panic!("unknown setup `{other}` in `{line}`"),
+    };
+    std::fs::write(dir.join(file.trim()), bytes).unwrap();
+}
+
