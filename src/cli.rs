@@ -136,7 +136,12 @@ fn check(file: &Path, format: Format, emit: Option<Emit>, sets: &[String]) -> i3
         None => {
             if format == Format::Text {
                 let n = comp.checked.plans.len();
-                eprintln!("ok: {} recipe(s), {} sweep(s), {} kernel(s)", n, comp.checked.sweeps.len(), comp.checked.kernels.len());
+                eprintln!(
+                    "ok: {} recipe(s), {} sweep(s), {} kernel(s)",
+                    n,
+                    comp.checked.sweeps.len(),
+                    comp.checked.kernels.len()
+                );
             }
         }
     }

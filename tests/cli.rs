@@ -4,11 +4,8 @@
 use std::process::Command;
 
 fn sprsc(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sprsc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_sprsc")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
     let s = |b: Vec<u8>| String::from_utf8(b).unwrap();
     (out.status.code().unwrap_or(-1), s(out.stdout), s(out.stderr))
 }
@@ -53,7 +50,16 @@ fn emit_stages() {
 
 #[test]
 fn set_overrides_are_checked_like_the_file() {
-    let (code, ir, _) = sprsc(&["check", "recipes/quickstart.sprs", "--emit", "ir", "--set", "sparsity.target=99%", "--set", "train.optimizer.lr=0.05"]);
+    let (code, ir, _) = sprsc(&[
+        "check",
+        "recipes/quickstart.sprs",
+        "--emit",
+        "ir",
+        "--set",
+        "sparsity.target=99%",
+        "--set",
+        "train.optimizer.lr=0.05",
+    ]);
     assert_eq!(code, 0);
     assert!(ir.contains("target 99%") && ir.contains("sgd(lr: 0.05,"));
     let (code, _, err) = sprsc(&["check", "recipes/quickstart.sprs", "--set", "sparsity.target=120%"]);

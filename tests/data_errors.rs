@@ -18,11 +18,7 @@ fn load_with(tag: &str, name: &str, bytes: &[u8]) -> Result<sprsc::data::DataSet
     load(&spec(idx_dataset(&dir, MNIST_NAMES), None, 0), 0)
 }
 
-fn expect(
-    result: Result<sprsc::data::DataSet, DataError>,
-    code: &str,
-    mentions: &[&str],
-) -> DataError {
+fn expect(result: Result<sprsc::data::DataSet, DataError>, code: &str, mentions: &[&str]) -> DataError {
     let err = result.expect_err("should fail");
     let msg = err.to_string();
     println!("{}: {msg}\n  help: {:?}", err.code(), err.help());
@@ -35,24 +31,16 @@ fn expect(
 
 #[test]
 fn missing_dir_lists_every_place_searched() {
-    let s = spec(
-        Dataset::Mnist,
-        Some(Path::new("/nonexistent/sprsc/mnist")),
-        0,
-    );
+    let s = spec(Dataset::Mnist, Some(Path::new("/nonexistent/sprsc/mnist")), 0);
     let err = expect(load(&s, 0), "E0601", &["/nonexistent/sprsc/mnist"]);
     let help = err.help().unwrap();
-    assert!(
-        help.contains("SPRS_DATA") && help.contains("path:") && help.contains("synthetic_digits")
-    );
+    assert!(help.contains("SPRS_DATA") && help.contains("path:") && help.contains("synthetic_digits"));
 
     let empty = temp_dir("empty-root");
     let s = spec(Dataset::Mnist, None, 0);
     let msg = resolve_dir_from(&s, Some(&*empty)).unwrap_err().to_string();
     assert!(
-        msg.contains("$SPRS_DATA/mnist")
-            && msg.contains("./data/mnist")
-            && msg.contains(&*empty.to_string_lossy()),
+        msg.contains("$SPRS_DATA/mnist") && msg.contains("./data/mnist") && msg.contains(&*empty.to_string_lossy()),
         "{msg}"
     );
     let msg = resolve_dir_from(&s, None).unwrap_err().to_string();
@@ -64,17 +52,9 @@ fn missing_file() {
     let dir = temp_dir("missing-file");
     std::fs::write(dir.join("train-images-idx3-ubyte"), idx_images(1, 28, 28)).unwrap();
     let s = spec(Dataset::Mnist, Some(&*dir), 0);
-    expect(
-        load(&s, 0),
-        "E0602",
-        &["train-labels-idx1-ubyte", &dir.to_string_lossy()],
-    );
+    expect(load(&s, 0), "E0602", &["train-labels-idx1-ubyte", &dir.to_string_lossy()]);
     let s = spec(Dataset::Cifar10, Some(&*dir), 0);
-    expect(
-        load(&s, 0),
-        "E0602",
-        &["data_batch_1.bin", "data_batch_*.bin"],
-    );
+    expect(load(&s, 0), "E0602", &["data_batch_1.bin", "data_batch_*.bin"]);
 }
 
 #[test]
@@ -83,11 +63,7 @@ fn unreadable_file_is_io() {
     write_mnist(&dir, 2, 2);
     let mut names = MNIST_NAMES;
     names[0] = "."; // a directory where a file belongs
-    expect(
-        load(&spec(idx_dataset(&dir, names), None, 0), 0),
-        "E0603",
-        &[],
-    );
+    expect(load(&spec(idx_dataset(&dir, names), None, 0), 0), "E0603", &[]);
 }
 
 #[test]
@@ -102,29 +78,13 @@ fn bad_magic() {
 #[test]
 fn truncated_and_overlong() {
     let full = idx_images(10, 28, 28);
-    let err = load_with(
-        "trunc",
-        "train-images-idx3-ubyte",
-        &full[..full.len() - 100],
-    );
-    expect(
-        err,
-        "E0605",
-        &[
-            "truncated",
-            &full.len().to_string(),
-            &(full.len() - 100).to_string(),
-        ],
-    );
+    let err = load_with("trunc", "train-images-idx3-ubyte", &full[..full.len() - 100]);
+    expect(err, "E0605", &["truncated", &full.len().to_string(), &(full.len() - 100).to_string()]);
     let err = load_with("trunc-head", "t10k-labels-idx1-ubyte", &[0, 0, 8, 1, 0]);
     expect(err, "E0605", &["t10k-labels-idx1-ubyte", "header"]);
     let mut long = full.clone();
     long.push(0);
-    expect(
-        load_with("long", "train-images-idx3-ubyte", &long),
-        "E0605",
-        &["longer"],
-    );
+    expect(load_with("long", "train-images-idx3-ubyte", &long), "E0605", &["longer"]);
 }
 
 #[test]
@@ -149,16 +109,8 @@ fn corrupt_gzip() {
 
 #[test]
 fn label_count_mismatch() {
-    let err = load_with(
-        "count",
-        "train-labels-idx1-ubyte",
-        &idx_labels(&cycle_labels(9)),
-    );
-    expect(
-        err,
-        "E0607",
-        &["10 images", "9 labels", "train-labels-idx1-ubyte"],
-    );
+    let err = load_with("count", "train-labels-idx1-ubyte", &idx_labels(&cycle_labels(9)));
+    expect(err, "E0607", &["10 images", "9 labels", "train-labels-idx1-ubyte"]);
 }
 
 #[test]
@@ -171,11 +123,7 @@ fn label_out_of_range() {
 
 #[test]
 fn wrong_image_shape() {
-    expect(
-        load_with("shape", "train-images-idx3-ubyte", &idx_images(10, 32, 32)),
-        "E0609",
-        &["32x32", "28x28"],
-    );
+    expect(load_with("shape", "train-images-idx3-ubyte", &idx_images(10, 32, 32)), "E0609", &["32x32", "28x28"]);
 }
 
 #[test]
@@ -183,65 +131,32 @@ fn cifar_record_length() {
     let dir = temp_dir("cifar-len");
     std::fs::write(dir.join("data_batch_1.bin"), cifar_records(2)).unwrap();
     std::fs::write(dir.join("test_batch.bin"), &cifar_records(2)[..3073 + 5]).unwrap();
-    expect(
-        load(&spec(Dataset::Cifar10, Some(&*dir), 0), 0),
-        "E0610",
-        &["test_batch.bin", "3078", "3073"],
-    );
+    expect(load(&spec(Dataset::Cifar10, Some(&*dir), 0), 0), "E0610", &["test_batch.bin", "3078", "3073"]);
     let mut bad = cifar_records(2);
     bad[3073] = 10;
     std::fs::write(dir.join("test_batch.bin"), &bad).unwrap();
-    expect(
-        load(&spec(Dataset::Cifar10, Some(&*dir), 0), 0),
-        "E0608",
-        &["example 1"],
-    );
+    expect(load(&spec(Dataset::Cifar10, Some(&*dir), 0), 0), "E0608", &["example 1"]);
 }
 
 #[test]
 fn val_too_large() {
     let dir = temp_dir("val");
     write_mnist(&dir, 10, 10);
-    expect(
-        load(&spec(Dataset::Mnist, Some(&*dir), 10), 0),
-        "E0611",
-        &["val: 10", "(10)"],
-    );
-    let s = spec(
-        Dataset::SyntheticDigits {
-            train: 20,
-            test: 10,
-        },
-        None,
-        25,
-    );
+    expect(load(&spec(Dataset::Mnist, Some(&*dir), 10), 0), "E0611", &["val: 10", "(10)"]);
+    let s = spec(Dataset::SyntheticDigits { train: 20, test: 10 }, None, 25);
     expect(load(&s, 0), "E0611", &[]);
-    assert_eq!(
-        load(&spec(Dataset::Mnist, Some(&*dir), 9), 0)
-            .unwrap()
-            .train
-            .len,
-        1
-    );
+    assert_eq!(load(&spec(Dataset::Mnist, Some(&*dir), 9), 0).unwrap().train.len, 1);
 }
 
 #[test]
 fn empty_split() {
     let dir = temp_dir("empty");
     write_mnist(&dir, 0, 10);
-    expect(
-        load(&spec(Dataset::Mnist, Some(&*dir), 0), 0),
-        "E0612",
-        &["train"],
-    );
+    expect(load(&spec(Dataset::Mnist, Some(&*dir), 0), 0), "E0612", &["train"]);
     let dir = temp_dir("empty-cifar");
     std::fs::write(dir.join("data_batch_1.bin"), []).unwrap();
     std::fs::write(dir.join("test_batch.bin"), cifar_records(1)).unwrap();
-    expect(
-        load(&spec(Dataset::Cifar10, Some(&*dir), 0), 0),
-        "E0612",
-        &["data_batch_1.bin"],
-    );
+    expect(load(&spec(Dataset::Cifar10, Some(&*dir), 0), 0), "E0612", &["data_batch_1.bin"]);
     let s = spec(Dataset::SyntheticDigits { train: 0, test: 10 }, None, 0);
     expect(load(&s, 0), "E0612", &[]);
 }

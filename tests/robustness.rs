@@ -7,10 +7,60 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 const TOKENS: &[&str] = &[
-    "{", "}", "(", ")", "[", "]", ",", ":", ";", "\n", "..", "%", "x", "-", "=", "\"", "//", " ", "1e999", "-0",
-    "0", "3", "0.5", "99.99%", "5 epochs", "1 step", "3x", "1x28x28", "0x0", "recipe", "extends", "kernel", "use",
-    "sweep", "sparsity", "train", "model", "data", "layer", "target", "residual", "shortcut", "select(", "max(",
-    "\"ü\"", "é", "\t", "\r\n", "lenet300_100", "resnet20", "mnist", "conv 3 kernel: 99", "dense 0", "freeze at",
+    "{",
+    "}",
+    "(",
+    ")",
+    "[",
+    "]",
+    ",",
+    ":",
+    ";",
+    "\n",
+    "..",
+    "%",
+    "x",
+    "-",
+    "=",
+    "\"",
+    "//",
+    " ",
+    "1e999",
+    "-0",
+    "0",
+    "3",
+    "0.5",
+    "99.99%",
+    "5 epochs",
+    "1 step",
+    "3x",
+    "1x28x28",
+    "0x0",
+    "recipe",
+    "extends",
+    "kernel",
+    "use",
+    "sweep",
+    "sparsity",
+    "train",
+    "model",
+    "data",
+    "layer",
+    "target",
+    "residual",
+    "shortcut",
+    "select(",
+    "max(",
+    "\"ü\"",
+    "é",
+    "\t",
+    "\r\n",
+    "lenet300_100",
+    "resnet20",
+    "mnist",
+    "conv 3 kernel: 99",
+    "dense 0",
+    "freeze at",
 ];
 
 fn corpus() -> Vec<String> {
@@ -84,7 +134,18 @@ fn mutated_recipes_never_panic() {
 fn bad_set_overrides_never_panic() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/quickstart.sprs");
     let text = std::fs::read_to_string(&path).unwrap();
-    for set in ["", "=", "sparsity", "sparsity.target=", "sparsity.target={", "a.b.c.d=1", "train.optimizer.lr=x(", "seed=1e999", "model.width=0", "sparsity.target=\"ü\""] {
+    for set in [
+        "",
+        "=",
+        "sparsity",
+        "sparsity.target=",
+        "sparsity.target={",
+        "a.b.c.d=1",
+        "train.optimizer.lr=x(",
+        "seed=1e999",
+        "model.width=0",
+        "sparsity.target=\"ü\"",
+    ] {
         let comp = sprsc::compile_source(&path, text.clone(), &[set.to_string()]);
         assert!(comp.has_errors(), "`--set {set}` should be an error");
     }

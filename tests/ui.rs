@@ -25,11 +25,8 @@ fn ui_recipes_report_their_inline_codes() {
         }
         assert!(!expected.is_empty(), "{} has no `// ~ERROR CODE` marker", path.display());
         let comp = common::compile(path);
-        let got: BTreeSet<(usize, String)> = comp
-            .diagnostics
-            .iter()
-            .map(|d| (common::line_of(&comp, d).unwrap_or(0), d.code.to_string()))
-            .collect();
+        let got: BTreeSet<(usize, String)> =
+            comp.diagnostics.iter().map(|d| (common::line_of(&comp, d).unwrap_or(0), d.code.to_string())).collect();
         assert_eq!(got, expected, "diagnostics of {} (line, code)", path.display());
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         insta::assert_snapshot!(common::rendered(&comp, &comp.diagnostics).replace(&path.display().to_string(), &name));

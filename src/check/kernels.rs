@@ -6,16 +6,8 @@ use crate::diagnostics::{did_you_mean, Diagnostic};
 use crate::ir::kernel::{BinOp, KExpr, KernelDef, UnOp};
 use crate::syntax::ast::{Expr, ExprKind, KernelItem};
 
-pub const FUNCTIONS: &[(&str, usize)] = &[
-    ("abs", 1),
-    ("sign", 1),
-    ("sqrt", 1),
-    ("exp", 1),
-    ("log", 1),
-    ("min", 2),
-    ("max", 2),
-    ("select", 3),
-];
+pub const FUNCTIONS: &[(&str, usize)] =
+    &[("abs", 1), ("sign", 1), ("sqrt", 1), ("exp", 1), ("log", 1), ("min", 2), ("max", 2), ("select", 3)];
 
 pub fn check_kernel(sink: &mut Sink, k: &KernelItem) -> Option<KernelDef> {
     let mut seen: Vec<&str> = Vec::new();

@@ -112,11 +112,15 @@ fn resolve_all<'a>(sink: &mut Sink, recipes: &[&'a RecipeItem]) -> Vec<(&'a Reci
                 }
                 Some(p) if chain.iter().any(|c| c.name.name == p.name.name) => {
                     if chain.len() == 1 || chain[0].name.name == p.name.name {
-                        let path: Vec<&str> = chain.iter().map(|c| c.name.name.as_str()).chain([p.name.name.as_str()]).collect();
+                        let path: Vec<&str> =
+                            chain.iter().map(|c| c.name.name.as_str()).chain([p.name.name.as_str()]).collect();
                         sink.push(
-                            Diagnostic::error("E0107", format!("`{}` extends itself through {}", r.name.name, path.join(" -> ")))
-                                .at(r.extends.as_ref().map_or(r.name.span, |e| e.span), "cycle starts here")
-                                .with_help("break the cycle: one recipe of the chain must not extend another"),
+                            Diagnostic::error(
+                                "E0107",
+                                format!("`{}` extends itself through {}", r.name.name, path.join(" -> ")),
+                            )
+                            .at(r.extends.as_ref().map_or(r.name.span, |e| e.span), "cycle starts here")
+                            .with_help("break the cycle: one recipe of the chain must not extend another"),
                         );
                     }
                     ok = false;

@@ -11,8 +11,21 @@ use crate::ir::plan::{Activation, Layer, LayerKind, Model, Shape};
 use crate::syntax::ast::{Block, Statement, ValueKind};
 
 const LAYER_KEYWORDS: &[&str] = &[
-    "input", "conv", "dense", "maxpool", "avgpool", "global_avgpool", "batchnorm", "relu", "swish",
-    "mish", "gelu", "flatten", "dropout", "residual", "shortcut",
+    "input",
+    "conv",
+    "dense",
+    "maxpool",
+    "avgpool",
+    "global_avgpool",
+    "batchnorm",
+    "relu",
+    "swish",
+    "mish",
+    "gelu",
+    "flatten",
+    "dropout",
+    "residual",
+    "shortcut",
 ];
 
 /// Reads `model ...` and infers every shape; `input` and `classes` come from the data.
@@ -146,18 +159,28 @@ fn layer(sink: &mut Sink, s: &Statement, counters: &mut HashMap<&str, usize>) ->
     let name_arg = a.named("name").and_then(|v| reader::string(sink, v)).map(str::to_string);
     let (prefix, kind, known): (&str, Option<LayerKind>, &[&str]) = match kw {
         "conv" => {
-            let out = a.require(sink, 0, "out channels", "conv 20 kernel: 5").and_then(|v| reader::int(sink, v, "out channels", 1, 1 << 16));
-            let kernel = a.require(sink, 1, "kernel", "conv 20 kernel: 5").and_then(|v| reader::int(sink, v, "kernel", 1, 64));
+            let out = a
+                .require(sink, 0, "out channels", "conv 20 kernel: 5")
+                .and_then(|v| reader::int(sink, v, "out channels", 1, 1 << 16));
+            let kernel =
+                a.require(sink, 1, "kernel", "conv 20 kernel: 5").and_then(|v| reader::int(sink, v, "kernel", 1, 64));
             let stride = a.named("stride").map_or(Some(1), |v| reader::int(sink, v, "stride", 1, 64));
             let padding = a.named("padding").map_or(Some(0), |v| reader::int(sink, v, "padding", 0, 64));
             let bias = a.named("bias").map_or(Some(true), |v| reader::boolean(sink, v));
             let kind = (|| {
-                Some(LayerKind::Conv { out: out? as usize, kernel: kernel? as usize, stride: stride? as usize, padding: padding? as usize, bias: bias? })
+                Some(LayerKind::Conv {
+                    out: out? as usize,
+                    kernel: kernel? as usize,
+                    stride: stride? as usize,
+                    padding: padding? as usize,
+                    bias: bias?,
+                })
             })();
             ("conv", kind, &["out", "kernel", "stride", "padding", "bias", "name"])
         }
         "dense" => {
-            let out = a.require(sink, 0, "out", "dense 500").and_then(|v| reader::int(sink, v, "output size", 1, 1 << 20));
+            let out =
+                a.require(sink, 0, "out", "dense 500").and_then(|v| reader::int(sink, v, "output size", 1, 1 << 20));
             let bias = a.named("bias").map_or(Some(true), |v| reader::boolean(sink, v));
             ("fc", (|| Some(LayerKind::Dense { out: out? as usize, bias: bias? }))(), &["out", "bias", "name"])
         }
@@ -167,7 +190,11 @@ fn layer(sink: &mut Sink, s: &Statement, counters: &mut HashMap<&str, usize>) ->
             let kind = size.and_then(|size| {
                 let stride = stride.unwrap_or(Some(size))? as usize;
                 let size = size as usize;
-                Some(if kw == "maxpool" { LayerKind::MaxPool { size, stride } } else { LayerKind::AvgPool { size, stride } })
+                Some(if kw == "maxpool" {
+                    LayerKind::MaxPool { size, stride }
+                } else {
+                    LayerKind::AvgPool { size, stride }
+                })
             });
             ("pool", kind, &["size", "stride", "name"])
         }
@@ -179,7 +206,9 @@ fn layer(sink: &mut Sink, s: &Statement, counters: &mut HashMap<&str, usize>) ->
         "gelu" => ("gelu", Some(LayerKind::Act(Activation::Gelu)), &["name"]),
         "flatten" => ("flatten", Some(LayerKind::Flatten), &["name"]),
         "dropout" => {
-            let p = a.require(sink, 0, "p", "dropout 0.5").and_then(|v| reader::probability(sink, v, "dropout probability"));
+            let p = a
+                .require(sink, 0, "p", "dropout 0.5")
+                .and_then(|v| reader::probability(sink, v, "dropout probability"));
             ("dropout", p.map(|p| LayerKind::Dropout { p }), &["p", "name"])
         }
         "residual" => {
@@ -281,7 +310,9 @@ impl Infer<'_> {
                 }
                 b
             }
-            (LayerKind::Dense { .. }, _) => return self.cannot(id, &input, "`dense` needs a flat input; add `flatten` before it"),
+            (LayerKind::Dense { .. }, _) => {
+                return self.cannot(id, &input, "`dense` needs a flat input; add `flatten` before it")
+            }
             (_, _) => return self.cannot(id, &input, "it needs an image input (channels x height x width)"),
         };
         if out.contains(&0) {

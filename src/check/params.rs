@@ -56,7 +56,7 @@ pub fn selects(sel: &str, p: &Param, params: &[Param]) -> bool {
     let weights = || params.iter().filter(|q| q.kind == ParamKind::Weight);
     match sel {
         "first" => weights().next().is_some_and(|q| q.layer == p.layer),
-        "last" => weights().last().is_some_and(|q| q.layer == p.layer),
+        "last" => weights().next_back().is_some_and(|q| q.layer == p.layer),
         "batchnorm" => matches!(p.kind, ParamKind::BnScale | ParamKind::BnShift),
         "bias" => p.kind == ParamKind::Bias,
         pattern => glob(pattern, &p.layer) || glob(pattern, &p.name),

@@ -256,8 +256,7 @@ pub fn non_negative(sink: &mut Sink, v: &Value, what: &str) -> Option<f64> {
         Some(x)
     } else {
         sink.push(
-            Diagnostic::error("E0204", format!("{what} must not be negative, found {x}"))
-                .at(v.span, "out of range"),
+            Diagnostic::error("E0204", format!("{what} must not be negative, found {x}")).at(v.span, "out of range"),
         );
         None
     }
@@ -356,9 +355,7 @@ pub fn time(sink: &mut Sink, v: &Value) -> Option<Time> {
         ValueKind::Duration(n, unit) => {
             let n = check_finite(sink, v, *n)?;
             if n < 0.0 {
-                sink.push(
-                    Diagnostic::error("E0204", "a time cannot be negative").at(v.span, "negative"),
-                );
+                sink.push(Diagnostic::error("E0204", "a time cannot be negative").at(v.span, "negative"));
                 return None;
             }
             Some(match unit {
@@ -366,8 +363,7 @@ pub fn time(sink: &mut Sink, v: &Value) -> Option<Time> {
                 TimeUnit::Steps if n.fract() == 0.0 => Time::Steps(n as u64),
                 TimeUnit::Steps => {
                     sink.push(
-                        Diagnostic::error("E0203", "a number of steps must be whole")
-                            .at(v.span, "not an integer"),
+                        Diagnostic::error("E0203", "a number of steps must be whole").at(v.span, "not an integer"),
                     );
                     return None;
                 }
@@ -376,19 +372,18 @@ pub fn time(sink: &mut Sink, v: &Value) -> Option<Time> {
         ValueKind::Percent(p) => {
             if !(0.0..=1.0).contains(p) {
                 sink.push(
-                    Diagnostic::error("E0204", format!("a share of the run must be in [0, 100%], found {}", show_pct(*p)))
-                        .at(v.span, "out of range"),
+                    Diagnostic::error(
+                        "E0204",
+                        format!("a share of the run must be in [0, 100%], found {}", show_pct(*p)),
+                    )
+                    .at(v.span, "out of range"),
                 );
                 return None;
             }
             Some(Time::Fraction(*p))
         }
         ValueKind::Number { .. } => {
-            sink.push(wrong_unit(
-                v,
-                "a duration",
-                "give a unit: `5 epochs`, `500 steps`, or `30%` of the run",
-            ));
+            sink.push(wrong_unit(v, "a duration", "give a unit: `5 epochs`, `500 steps`, or `30%` of the run"));
             None
         }
         _ => {

@@ -19,11 +19,19 @@ pub struct Spans {
     pub update: Option<Span>,
 }
 
-pub fn check_recipe(sink: &mut Sink, name: &str, span: Span, stmts: &[Statement], kernels: &[KernelDef]) -> Option<Plan> {
+pub fn check_recipe(
+    sink: &mut Sink,
+    name: &str,
+    span: Span,
+    stmts: &[Statement],
+    kernels: &[KernelDef],
+) -> Option<Plan> {
     let block = crate::syntax::ast::Block { statements: stmts.to_vec(), span };
     let b = BlockReader::new(sink, &block, &format!("recipe {name}"), RECIPE_KEYS, &[]);
     let seed = match b.one("seed") {
-        Some(st) => sections::single(sink, st, "seed 0").and_then(|v| super::reader::int(sink, v, "seed", 0, u32::MAX as u64)),
+        Some(st) => {
+            sections::single(sink, st, "seed 0").and_then(|v| super::reader::int(sink, v, "seed", 0, u32::MAX as u64))
+        }
         None => Some(0),
     };
     let data = match b.one("data") {
@@ -57,7 +65,12 @@ pub fn check_recipe(sink: &mut Sink, name: &str, span: Span, stmts: &[Statement]
     let spans = collect_spans(sink, &b);
     // A broken `data` is already reported; an unknown-size stand-in lets the other rules run.
     let data = data.unwrap_or_else(|| DataSpec {
-        dataset: Dataset::Idx { train_images: String::new(), train_labels: String::new(), test_images: String::new(), test_labels: String::new() },
+        dataset: Dataset::Idx {
+            train_images: String::new(),
+            train_labels: String::new(),
+            test_images: String::new(),
+            test_labels: String::new(),
+        },
         path: None,
         val: 0,
         augment: vec![],
@@ -111,7 +124,8 @@ fn used_kernels(sink: &mut Sink, plan: &Plan, kernels: &[KernelDef], at: Option<
         match kernels.iter().find(|k| &k.name == kernel) {
             None => {
                 let names: Vec<&str> = kernels.iter().map(|k| k.name.as_str()).collect();
-                let mut d = Diagnostic::error("E0506", format!("no kernel named `{kernel}`")).at(span, "unknown kernel");
+                let mut d =
+                    Diagnostic::error("E0506", format!("no kernel named `{kernel}`")).at(span, "unknown kernel");
                 if let Some(s) = crate::diagnostics::did_you_mean(kernel, names.iter().copied()) {
                     d = d.with_help(format!("did you mean `{s}`?"));
                 }
@@ -120,7 +134,12 @@ fn used_kernels(sink: &mut Sink, plan: &Plan, kernels: &[KernelDef], at: Option<
             Some(k) if k.arrays.len() != 1 || k.scalars.len() != 1 => sink.push(
                 Diagnostic::error(
                     "E0505",
-                    format!("a threshold kernel takes one array and one scalar, but `{}` takes ({}; {})", k.name, k.arrays.join(", "), k.scalars.join(", ")),
+                    format!(
+                        "a threshold kernel takes one array and one scalar, but `{}` takes ({}; {})",
+                        k.name,
+                        k.arrays.join(", "),
+                        k.scalars.join(", ")
+                    ),
                 )
                 .at(span, "used as a threshold here")
                 .with_secondary(k.span, "defined here")

@@ -45,9 +45,12 @@ pub fn check(sink: &mut Sink, plan: &mut Plan, dense: &[(String, Span)], spans: 
     let inside = |sink: &mut Sink, t: Time, span: Span, what: &str| {
         if let Some(e) = clock.epochs(t) {
             if e > clock.epochs + 1e-9 {
-                let mut d = Diagnostic::error("E0301", format!("{what} ({}) is after the end of training ({} epochs)", show_time(t), clock.epochs))
-                    .at(span, "outside the training run")
-                    .with_help("move it inside the run, or train for longer");
+                let mut d = Diagnostic::error(
+                    "E0301",
+                    format!("{what} ({}) is after the end of training ({} epochs)", show_time(t), clock.epochs),
+                )
+                .at(span, "outside the training run")
+                .with_help("move it inside the run, or train for longer");
                 if let Some(r) = run_span {
                     d = d.with_secondary(r, "the run ends here");
                 }
@@ -59,9 +62,12 @@ pub fn check(sink: &mut Sink, plan: &mut Plan, dense: &[(String, Span)], spans: 
         if let (Some(x), Some(y)) = (clock.epochs(a), clock.epochs(b)) {
             if y <= x {
                 sink.push(
-                    Diagnostic::error("E0302", format!("{what} ends ({}) before it starts ({})", show_time(b), show_time(a)))
-                        .at(span, "empty window")
-                        .with_help("the end must come after the start"),
+                    Diagnostic::error(
+                        "E0302",
+                        format!("{what} ends ({}) before it starts ({})", show_time(b), show_time(a)),
+                    )
+                    .at(span, "empty window")
+                    .with_help("the end must come after the start"),
                 );
             }
         }
@@ -81,9 +87,16 @@ pub fn check(sink: &mut Sink, plan: &mut Plan, dense: &[(String, Span)], spans: 
                 let total = l * *cycles as f64;
                 if total > clock.epochs + 1e-9 {
                     sink.push(
-                        Diagnostic::error("E0301", format!("{cycles} cycles of {} need {total} epochs, but training has {}", show_time(*length), clock.epochs))
-                            .at(schedule_span, "outside the training run")
-                            .with_help("use fewer or shorter cycles, or train for longer"),
+                        Diagnostic::error(
+                            "E0301",
+                            format!(
+                                "{cycles} cycles of {} need {total} epochs, but training has {}",
+                                show_time(*length),
+                                clock.epochs
+                            ),
+                        )
+                        .at(schedule_span, "outside the training run")
+                        .with_help("use fewer or shorter cycles, or train for longer"),
                     );
                 }
             }
@@ -119,7 +132,9 @@ pub fn check(sink: &mut Sink, plan: &mut Plan, dense: &[(String, Span)], spans: 
                 window(sink, *fade_start, *fade_end, *span, "the fade");
                 needs_residual(sink, plan, *span, "ghost_skip");
             }
-            Technique::DyRelu { phase_start, phase_end, span, .. } => window(sink, *phase_start, *phase_end, *span, "the phase-out"),
+            Technique::DyRelu { phase_start, phase_end, span, .. } => {
+                window(sink, *phase_start, *phase_end, *span, "the phase-out")
+            }
             Technique::WeightSharing { span, .. } => needs_residual(sink, plan, *span, "weight_sharing"),
             Technique::LabelSmoothing { .. } | Technique::GradInit { .. } => {}
         }
@@ -177,8 +192,10 @@ fn overrides(sink: &mut Sink, plan: &Plan) {
     for o in &plan.sparsity.overrides {
         let has_weight = plan.model.params.iter().any(|p| p.layer == o.layer && p.kind == ParamKind::Weight);
         if find_layer(&plan.model.layers, &o.layer).is_none() {
-            let weighted: Vec<&str> = plan.model.params.iter().filter(|p| p.kind == ParamKind::Weight).map(|p| p.layer.as_str()).collect();
-            let mut d = Diagnostic::error("E0304", format!("the model has no layer `{}`", o.layer)).at(o.span, "unknown layer");
+            let weighted: Vec<&str> =
+                plan.model.params.iter().filter(|p| p.kind == ParamKind::Weight).map(|p| p.layer.as_str()).collect();
+            let mut d =
+                Diagnostic::error("E0304", format!("the model has no layer `{}`", o.layer)).at(o.span, "unknown layer");
             d = match did_you_mean(&o.layer, weighted.iter().copied()) {
                 Some(s) => d.with_help(format!("did you mean `{s}`?")),
                 None => d.with_help(format!("layers with weights: {}", weighted.join(", "))),
@@ -196,17 +213,19 @@ fn overrides(sink: &mut Sink, plan: &Plan) {
 
 fn selectors(sink: &mut Sink, plan: &mut Plan, dense: &[(String, Span)]) {
     for (sel, span) in dense {
-        let hits: Vec<usize> = (0..plan.model.params.len())
-            .filter(|&i| selects(sel, &plan.model.params[i], &plan.model.params))
-            .collect();
+        let hits: Vec<usize> =
+            (0..plan.model.params.len()).filter(|&i| selects(sel, &plan.model.params[i], &plan.model.params)).collect();
         if hits.is_empty() && !SELECTORS.contains(&sel.as_str()) {
             let mut names: Vec<String> = Vec::new();
             layer_names(&plan.model.layers, &mut names);
-            let mut d = Diagnostic::error("E0305", format!("`{sel}` matches no layer of the model")).at(*span, "matches nothing");
+            let mut d = Diagnostic::error("E0305", format!("`{sel}` matches no layer of the model"))
+                .at(*span, "matches nothing");
             let cands: Vec<&str> = names.iter().map(String::as_str).chain(SELECTORS.iter().copied()).collect();
             d = match did_you_mean(sel, cands.iter().copied()) {
                 Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                None => d.with_help("use `first`, `last`, `batchnorm`, `bias`, a layer name, or a glob such as \"layer1.*\""),
+                None => d.with_help(
+                    "use `first`, `last`, `batchnorm`, `bias`, a layer name, or a glob such as \"layer1.*\"",
+                ),
             };
             sink.push(d);
         }

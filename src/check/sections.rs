@@ -64,7 +64,8 @@ fn augments(sink: &mut Sink, v: &Value) -> Option<Vec<Augment>> {
         let (name, mut a) = r::variant(sink, item, "augmentation", &["crop", "flip"])?;
         match name {
             "crop" => {
-                let size = a.require(sink, 0, "size", "crop(32, pad: 4)").and_then(|v| r::int(sink, v, "crop size", 1, 4096));
+                let size =
+                    a.require(sink, 0, "size", "crop(32, pad: 4)").and_then(|v| r::int(sink, v, "crop size", 1, 4096));
                 let pad = a.named("pad").map_or(Some(0), |v| r::int(sink, v, "pad", 0, 64));
                 a.finish(sink, &["size", "pad"]);
                 out.push(Augment::Crop { size: size? as usize, pad: pad? as usize });
@@ -149,9 +150,12 @@ pub fn sparsity(sink: &mut Sink, s: &Statement) -> Option<SparsitySpec> {
                 ValueKind::Ident(n) | ValueKind::Str(n) => spec.dense.push((n.clone(), item.span)),
                 ValueKind::Path(p) => spec.dense.push((p.join("."), item.span)),
                 _ => sink.push(
-                    Diagnostic::error("E0201", format!("expected a layer name or selector, found {}", item.kind.describe()))
-                        .at(item.span, "not a selector")
-                        .with_help("use `first`, `last`, `batchnorm`, `bias`, a layer name or a glob in quotes"),
+                    Diagnostic::error(
+                        "E0201",
+                        format!("expected a layer name or selector, found {}", item.kind.describe()),
+                    )
+                    .at(item.span, "not a selector")
+                    .with_help("use `first`, `last`, `batchnorm`, `bias`, a layer name or a glob in quotes"),
                 ),
             }
         }
@@ -161,7 +165,9 @@ pub fn sparsity(sink: &mut Sink, s: &Statement) -> Option<SparsitySpec> {
     for st in b.all("layer") {
         let mut a = Args::of_statement(sink, st);
         let name = a.require(sink, 0, "layer name", "layer \"fc3\" 90%").and_then(|v| r::string(sink, v));
-        let target = a.require(sink, 1, "target", "layer \"fc3\" 90%").and_then(|v| r::fraction(sink, v, "a layer's target", false));
+        let target = a
+            .require(sink, 1, "target", "layer \"fc3\" 90%")
+            .and_then(|v| r::fraction(sink, v, "a layer's target", false));
         a.finish(sink, &["name", "target"]);
         if let (Some(layer), Some(target)) = (name, target) {
             if let Some(prev) = sp.overrides.iter().find(|o| o.layer == layer) {
@@ -249,12 +255,17 @@ fn mask(sink: &mut Sink, v: &Value) -> Option<MaskMethod> {
             let b = count(sink, &mut a, "batches", 1, 10_000);
             ((|| Some(MaskMethod::Grasp { temperature: t?, batches: b? }))(), &["temperature", "batches"])
         }
-        "synflow" => (count(sink, &mut a, "rounds", 100, 100_000).map(|rounds| MaskMethod::Synflow { rounds }), &["rounds"]),
+        "synflow" => {
+            (count(sink, &mut a, "rounds", 100, 100_000).map(|rounds| MaskMethod::Synflow { rounds }), &["rounds"])
+        }
         _ => {
             let rounds = count(sink, &mut a, "rounds", 5, 1000);
             let rate = a.named("rate").map_or(Some(0.2), |v| r::fraction(sink, v, "the pruning rate", false));
             let rewind = time_arg(sink, &mut a, "rewind", Some(Time::Steps(0)), "");
-            ((|| Some(MaskMethod::Lottery { rounds: rounds?, rate: rate?, rewind: rewind? }))(), &["rounds", "rate", "rewind"])
+            (
+                (|| Some(MaskMethod::Lottery { rounds: rounds?, rate: rate?, rewind: rewind? }))(),
+                &["rounds", "rate", "rewind"],
+            )
         }
     };
     a.finish(sink, known);
@@ -272,7 +283,11 @@ fn schedule(sink: &mut Sink, v: &Value) -> Option<Schedule> {
             let every = time_arg(sink, &mut a, "every", Some(Time::Steps(1)), example);
             let s = (|| {
                 let (start, end, every) = (start?, end?, every?);
-                Some(if name == "linear" { Schedule::Linear { start, end, every } } else { Schedule::Cubic { start, end, every } })
+                Some(if name == "linear" {
+                    Schedule::Linear { start, end, every }
+                } else {
+                    Schedule::Cubic { start, end, every }
+                })
             })();
             (s, &["start", "end", "every"])
         }
@@ -285,10 +300,17 @@ fn schedule(sink: &mut Sink, v: &Value) -> Option<Schedule> {
                 None => Some(CycleShape::Cosine),
                 Some(v) => r::variant(sink, v, "cycle shape", &["cosine", "triangular"]).map(|(n, a)| {
                     a.finish(sink, &[]);
-                    if n == "cosine" { CycleShape::Cosine } else { CycleShape::Triangular }
+                    if n == "cosine" {
+                        CycleShape::Cosine
+                    } else {
+                        CycleShape::Triangular
+                    }
                 }),
             };
-            ((|| Some(Schedule::Cyclic { cycles: cycles?, length: length?, peak: peak?, shape: shape? }))(), &["cycles", "length", "peak", "shape"])
+            (
+                (|| Some(Schedule::Cyclic { cycles: cycles?, length: length?, peak: peak?, shape: shape? }))(),
+                &["cycles", "length", "peak", "shape"],
+            )
         }
     };
     a.finish(sink, known);
@@ -304,7 +326,11 @@ fn update(sink: &mut Sink, v: &Value) -> Option<Update> {
                 None => Some(Ste::Dense),
                 Some(v) => r::variant(sink, v, "straight-through mode", &["dense", "masked"]).map(|(n, a)| {
                     a.finish(sink, &[]);
-                    if n == "dense" { Ste::Dense } else { Ste::Masked }
+                    if n == "dense" {
+                        Ste::Dense
+                    } else {
+                        Ste::Masked
+                    }
                 }),
             };
             let rescale = a.named("rescale").map_or(Some(true), |v| r::boolean(sink, v));
@@ -313,7 +339,11 @@ fn update(sink: &mut Sink, v: &Value) -> Option<Update> {
                 None => Some(Scope::Global),
                 Some(v) => r::variant(sink, v, "scope", &["global", "layer"]).map(|(n, a)| {
                     a.finish(sink, &[]);
-                    if n == "global" { Scope::Global } else { Scope::Layer }
+                    if n == "global" {
+                        Scope::Global
+                    } else {
+                        Scope::Layer
+                    }
                 }),
             };
             let kernel = match a.named("kernel") {
@@ -327,7 +357,15 @@ fn update(sink: &mut Sink, v: &Value) -> Option<Update> {
                     None
                 }
             };
-            let u = (|| Some(Update::SoftThreshold { ste: ste?, rescale: rescale?, scope: scope?, sigma: sigma?, kernel: kernel? }))();
+            let u = (|| {
+                Some(Update::SoftThreshold {
+                    ste: ste?,
+                    rescale: rescale?,
+                    scope: scope?,
+                    sigma: sigma?,
+                    kernel: kernel?,
+                })
+            })();
             (u, &["ste", "rescale", "scope", "sigma", "kernel"])
         }
         _ => {
@@ -338,11 +376,22 @@ fn update(sink: &mut Sink, v: &Value) -> Option<Update> {
                 None => Some(Growth::Gradient),
                 Some(v) => r::variant(sink, v, "growth rule", &["random", "gradient"]).map(|(n, a)| {
                     a.finish(sink, &[]);
-                    if n == "random" { Growth::Random } else { Growth::Gradient }
+                    if n == "random" {
+                        Growth::Random
+                    } else {
+                        Growth::Gradient
+                    }
                 }),
             };
             let until = a.named("until").map(|v| r::time(sink, v));
-            let u = (|| Some(Update::PruneRegrow { every: every?, drop: drop?, grow: grow?, until: until.map_or(Some(None), |t| t.map(Some))? }))();
+            let u = (|| {
+                Some(Update::PruneRegrow {
+                    every: every?,
+                    drop: drop?,
+                    grow: grow?,
+                    until: until.map_or(Some(None), |t| t.map(Some))?,
+                })
+            })();
             (u, &["every", "drop", "grow", "until"])
         }
     };
@@ -352,7 +401,8 @@ fn update(sink: &mut Sink, v: &Value) -> Option<Update> {
 
 // ---------------------------------------------------------------- techniques
 
-pub const TECHNIQUES: &[&str] = &["ghost_neurons", "ghost_skip", "label_smoothing", "gradinit", "dyrelu", "weight_sharing"];
+pub const TECHNIQUES: &[&str] =
+    &["ghost_neurons", "ghost_skip", "label_smoothing", "gradinit", "dyrelu", "weight_sharing"];
 
 pub fn techniques(sink: &mut Sink, s: &Statement) -> Vec<Technique> {
     check_block_use(sink, s, true);
@@ -379,7 +429,11 @@ pub fn techniques(sink: &mut Sink, s: &Statement) -> Vec<Technique> {
                 };
                 let until = time_arg(sink, &mut a, "until", Some(Time::Fraction(0.4)), "");
                 let blend = time_arg(sink, &mut a, "blend", Some(Time::Epochs(1.0)), "");
-                ((|| Some(Technique::GhostNeurons { activation: activation?, until: until?, blend: blend?, span }))(), &["activation", "until", "blend"])
+                (
+                    (|| Some(Technique::GhostNeurons { activation: activation?, until: until?, blend: blend?, span }))(
+                    ),
+                    &["activation", "until", "blend"],
+                )
             }
             "ghost_skip" => {
                 let init = a.named("init").map_or(Some(1e-4), |v| r::positive(sink, v, "init"));
@@ -387,19 +441,29 @@ pub fn techniques(sink: &mut Sink, s: &Statement) -> Vec<Technique> {
                     None => Some((Time::Fraction(0.0), Time::Fraction(0.4))),
                     Some(v) => r::time_range(sink, v).map(|(a, b, _, _)| (a, b)),
                 };
-                ((|| Some(Technique::GhostSkip { init: init?, fade_start: fade?.0, fade_end: fade?.1, span }))(), &["init", "fade"])
+                (
+                    (|| Some(Technique::GhostSkip { init: init?, fade_start: fade?.0, fade_end: fade?.1, span }))(),
+                    &["init", "fade"],
+                )
             }
             "label_smoothing" => {
-                let alpha = a.require(sink, 0, "alpha", "label_smoothing(0.1)").and_then(|v| r::probability(sink, v, "alpha"));
+                let alpha =
+                    a.require(sink, 0, "alpha", "label_smoothing(0.1)").and_then(|v| r::probability(sink, v, "alpha"));
                 let style = match a.named("style") {
                     None => Some(SmoothingStyle::Uniform),
                     Some(v) => r::variant(sink, v, "smoothing style", &["uniform", "others"]).map(|(n, a)| {
                         a.finish(sink, &[]);
-                        if n == "uniform" { SmoothingStyle::Uniform } else { SmoothingStyle::Others }
+                        if n == "uniform" {
+                            SmoothingStyle::Uniform
+                        } else {
+                            SmoothingStyle::Others
+                        }
                     }),
                 };
                 if alpha == Some(1.0) {
-                    sink.push(Diagnostic::error("E0206", "alpha must be below 1").at(span, "removes all label information"));
+                    sink.push(
+                        Diagnostic::error("E0206", "alpha must be below 1").at(span, "removes all label information"),
+                    );
                 }
                 ((|| Some(Technique::LabelSmoothing { alpha: alpha?, style: style?, span }))(), &["alpha", "style"])
             }
@@ -408,7 +472,10 @@ pub fn techniques(sink: &mut Sink, s: &Statement) -> Vec<Technique> {
                 let lr = a.named("lr").map_or(Some(1e-2), |v| r::positive(sink, v, "lr"));
                 let eta = a.named("eta").map_or(Some(0.1), |v| r::positive(sink, v, "eta"));
                 let min_scale = a.named("min_scale").map_or(Some(0.01), |v| r::positive(sink, v, "min_scale"));
-                ((|| Some(Technique::GradInit { iters: iters?, lr: lr?, eta: eta?, min_scale: min_scale?, span }))(), &["iters", "lr", "eta", "min_scale"])
+                (
+                    (|| Some(Technique::GradInit { iters: iters?, lr: lr?, eta: eta?, min_scale: min_scale?, span }))(),
+                    &["iters", "lr", "eta", "min_scale"],
+                )
             }
             "dyrelu" => {
                 let phase = match a.named("phase_out") {
@@ -416,7 +483,17 @@ pub fn techniques(sink: &mut Sink, s: &Statement) -> Vec<Technique> {
                     Some(v) => r::time_range(sink, v).map(|(a, b, _, _)| (a, b)),
                 };
                 let reduction = count(sink, &mut a, "reduction", 4, 1024);
-                ((|| Some(Technique::DyRelu { phase_start: phase?.0, phase_end: phase?.1, reduction: reduction?, span }))(), &["phase_out", "reduction"])
+                (
+                    (|| {
+                        Some(Technique::DyRelu {
+                            phase_start: phase?.0,
+                            phase_end: phase?.1,
+                            reduction: reduction?,
+                            span,
+                        })
+                    })(),
+                    &["phase_out", "reduction"],
+                )
             }
             _ => {
                 let from = a.named("from_block").map_or(Some(1), |v| r::int(sink, v, "from_block", 1, 1000));
@@ -444,12 +521,17 @@ pub fn train(sink: &mut Sink, s: &Statement) -> Option<Train> {
             None
         }
     };
-    let batch = b.one("batch").map_or(Some(128), |st| single(sink, st, "batch 128").and_then(|v| r::int(sink, v, "batch size", 1, 1 << 20)));
-    let optimizer = b.one("optimizer").map_or(
-        Some(Optimizer::Sgd { lr: 0.1, momentum: 0.9, nesterov: false, weight_decay: 0.0 }),
-        |st| single(sink, st, "optimizer sgd(lr: 0.1)").and_then(|v| optimizer(sink, v)),
-    );
-    let lr = b.one("lr").map_or(Some(LrSchedule::Constant), |st| single(sink, st, "lr cosine").and_then(|v| lr_schedule(sink, v)));
+    let batch = b
+        .one("batch")
+        .map_or(Some(128), |st| single(sink, st, "batch 128").and_then(|v| r::int(sink, v, "batch size", 1, 1 << 20)));
+    let optimizer = b
+        .one("optimizer")
+        .map_or(Some(Optimizer::Sgd { lr: 0.1, momentum: 0.9, nesterov: false, weight_decay: 0.0 }), |st| {
+            single(sink, st, "optimizer sgd(lr: 0.1)").and_then(|v| optimizer(sink, v))
+        });
+    let lr = b
+        .one("lr")
+        .map_or(Some(LrSchedule::Constant), |st| single(sink, st, "lr cosine").and_then(|v| lr_schedule(sink, v)));
     let loss = b.one("loss").map_or(Some(Loss::CrossEntropy), |st| {
         let v = single(sink, st, "loss cross_entropy")?;
         let (_, a) = r::variant(sink, v, "loss", &["cross_entropy"])?;
@@ -458,9 +540,13 @@ pub fn train(sink: &mut Sink, s: &Statement) -> Option<Train> {
     });
     let clip = match b.one("clip_grad_norm") {
         None => Some(None),
-        Some(st) => single(sink, st, "clip_grad_norm 3.0").and_then(|v| r::positive(sink, v, "clip_grad_norm")).map(Some),
+        Some(st) => {
+            single(sink, st, "clip_grad_norm 3.0").and_then(|v| r::positive(sink, v, "clip_grad_norm")).map(Some)
+        }
     };
-    let eval_every = b.one("eval_every").map_or(Some(1), |st| single(sink, st, "eval_every 1").and_then(|v| r::int(sink, v, "eval_every", 1, 100_000)));
+    let eval_every = b
+        .one("eval_every")
+        .map_or(Some(1), |st| single(sink, st, "eval_every 1").and_then(|v| r::int(sink, v, "eval_every", 1, 100_000)));
     // A field that failed is already reported; its default stands in so the cross-field rules
     // still run (the plan is discarded because of the error).
     Some(Train {
@@ -488,7 +574,16 @@ fn optimizer(sink: &mut Sink, v: &Value) -> Option<Optimizer> {
         let beta1 = a.named("beta1").map_or(Some(0.9), |v| r::fraction(sink, v, "beta1", false));
         let beta2 = a.named("beta2").map_or(Some(0.999), |v| r::fraction(sink, v, "beta2", false));
         let eps = a.named("eps").map_or(Some(1e-8), |v| r::positive(sink, v, "eps"));
-        let o = (|| Some(Optimizer::Adam { lr: lr?, beta1: beta1?, beta2: beta2?, eps: eps?, weight_decay: wd?, decoupled: name == "adamw" }))();
+        let o = (|| {
+            Some(Optimizer::Adam {
+                lr: lr?,
+                beta1: beta1?,
+                beta2: beta2?,
+                eps: eps?,
+                weight_decay: wd?,
+                decoupled: name == "adamw",
+            })
+        })();
         (o, &["lr", "beta1", "beta2", "eps", "weight_decay"])
     };
     a.finish(sink, known);
@@ -499,7 +594,10 @@ fn lr_schedule(sink: &mut Sink, v: &Value) -> Option<LrSchedule> {
     let (name, mut a) = r::variant(sink, v, "learning-rate schedule", &["constant", "cosine", "step"])?;
     let (s, known): (Option<LrSchedule>, &[&str]) = match name {
         "constant" => (Some(LrSchedule::Constant), &[]),
-        "cosine" => (time_arg(sink, &mut a, "warmup", Some(Time::Steps(0)), "").map(|warmup| LrSchedule::Cosine { warmup }), &["warmup"]),
+        "cosine" => (
+            time_arg(sink, &mut a, "warmup", Some(Time::Steps(0)), "").map(|warmup| LrSchedule::Cosine { warmup }),
+            &["warmup"],
+        ),
         _ => {
             let at = a.require(sink, 0, "at", "step(at: [80 epochs, 120 epochs], factor: 0.1)").and_then(|v| {
                 let items = r::list(sink, v)?;
@@ -530,7 +628,9 @@ pub fn output(sink: &mut Sink, s: Option<&Statement>, recipe: &str) -> Option<Ou
         let every = a.require(sink, 0, "every", "checkpoint every: 10 epochs");
         a.finish(sink, &["every"]);
         out.checkpoint_every = match &every?.kind {
-            ValueKind::Duration(n, crate::syntax::ast::TimeUnit::Epochs) if *n >= 1.0 && n.fract() == 0.0 => Some(*n as u64),
+            ValueKind::Duration(n, crate::syntax::ast::TimeUnit::Epochs) if *n >= 1.0 && n.fract() == 0.0 => {
+                Some(*n as u64)
+            }
             _ => {
                 sink.push(
                     Diagnostic::error("E0202", "checkpoints are taken every whole number of epochs")

@@ -59,7 +59,11 @@ pub fn set_field(stmts: &mut Vec<Statement>, path: &[String], value: &Value) -> 
             s.args = vec![Arg { key: None, value: value.clone() }];
             Ok(())
         }
-        (1, Some(_)) => Err(bad_path(path, value, format!("`{top}` is a block; name a field inside it, such as `{top}.{}`", keys.first().unwrap_or(&"x")))),
+        (1, Some(_)) => Err(bad_path(
+            path,
+            value,
+            format!("`{top}` is a block; name a field inside it, such as `{top}.{}`", keys.first().unwrap_or(&"x")),
+        )),
         (_, Some(block)) => {
             let inner = path[1].as_str();
             if !keys.contains(&inner) {
@@ -69,7 +73,13 @@ pub fn set_field(stmts: &mut Vec<Statement>, path: &[String], value: &Value) -> 
                 Some(x) if path.len() == 2 => *x = stmt(inner, value),
                 None if path.len() == 2 => block.statements.push(stmt(inner, value)),
                 Some(x) if path.len() == 3 => return set_call_arg(x, path, value),
-                _ => return Err(bad_path(path, value, format!("`{top}.{inner}` has no sub-field `{}`", path[2..].join(".")))),
+                _ => {
+                    return Err(bad_path(
+                        path,
+                        value,
+                        format!("`{top}.{inner}` has no sub-field `{}`", path[2..].join(".")),
+                    ))
+                }
             }
             Ok(())
         }
@@ -139,7 +149,10 @@ pub fn check_sweep(
             ValueKind::Path(p) => p.clone(),
             ValueKind::Ident(p) => vec![p.clone()],
             _ => {
-                sink.push(Diagnostic::error("E0201", "expected a field path such as `sparsity.target`").at(path.span, "not a field path"));
+                sink.push(
+                    Diagnostic::error("E0201", "expected a field path such as `sparsity.target`")
+                        .at(path.span, "not a field path"),
+                );
                 continue;
             }
         };
@@ -148,13 +161,16 @@ pub fn check_sweep(
     }
     let seeds = match b.one("seeds") {
         Some(st) => {
-            let items = super::sections::single(sink, st, "seeds [0, 1, 2]").and_then(|v| r::list(sink, v)).unwrap_or(&[]);
+            let items =
+                super::sections::single(sink, st, "seeds [0, 1, 2]").and_then(|v| r::list(sink, v)).unwrap_or(&[]);
             items.iter().filter_map(|v| r::int(sink, v, "seed", 0, u32::MAX as u64)).collect()
         }
         None => vec![],
     };
     let report = match b.one("report") {
-        Some(st) => super::sections::single(sink, st, "report \"name\"").and_then(|v| r::string(sink, v)).map(str::to_string),
+        Some(st) => {
+            super::sections::single(sink, st, "report \"name\"").and_then(|v| r::string(sink, v)).map(str::to_string)
+        }
         None => Some(s.name.name.clone()),
     };
     // Each combination must check: a value of the wrong type or a path the recipe lacks is

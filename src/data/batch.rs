@@ -40,11 +40,7 @@ pub fn fill_batch(
     labels: &mut [usize],
 ) {
     let n = shape.iter().product::<usize>();
-    assert_eq!(
-        images.len(),
-        idx.len() * n,
-        "fill_batch: images buffer length"
-    );
+    assert_eq!(images.len(), idx.len() * n, "fill_batch: images buffer length");
     assert_eq!(labels.len(), idx.len(), "fill_batch: labels buffer length");
     let mut scratch = vec![0.0f32; if augment.is_empty() { 0 } else { n }];
     for (b, &i) in idx.iter().enumerate() {
@@ -58,13 +54,7 @@ pub fn fill_batch(
                     let oy = rng.gen_range(0..=(h + 2 * pad).saturating_sub(size));
                     let ox = rng.gen_range(0..=(w + 2 * pad).saturating_sub(size));
                     scratch.copy_from_slice(out);
-                    shift(
-                        &scratch,
-                        out,
-                        shape,
-                        oy as isize - pad as isize,
-                        ox as isize - pad as isize,
-                    );
+                    shift(&scratch, out, shape, oy as isize - pad as isize, ox as isize - pad as isize);
                 }
                 Augment::Flip => {
                     if rng.gen_bool(0.5) {

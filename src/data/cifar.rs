@@ -40,13 +40,7 @@ pub(crate) const CIFAR10: Format = Format {
     label_bytes: 1,
     classes: 10,
     norm: Norm::CIFAR10,
-    train_files: &[
-        "data_batch_1.bin",
-        "data_batch_2.bin",
-        "data_batch_3.bin",
-        "data_batch_4.bin",
-        "data_batch_5.bin",
-    ],
+    train_files: &["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"],
     test_files: &["test_batch.bin"],
     partial_prefixes: Some(("data_batch_", "test_batch")),
     full: (50_000, 10_000),
@@ -114,32 +108,16 @@ fn batch_number(rest: &str) -> u64 {
 /// Reads every train and test file in `dir` (or its tarball folder) and checks each record.
 pub(crate) fn load(dir: &Path, format: &Format) -> Result<Loaded, DataError> {
     let nested = dir.join(format.tarball_dir);
-    let dir = if !format.holds_files(dir) && nested.is_dir() {
-        nested
-    } else {
-        dir.to_path_buf()
-    };
+    let dir = if !format.holds_files(dir) && nested.is_dir() { nested } else { dir.to_path_buf() };
     let (train_paths, test_paths) = (format.train_paths(&dir), format.test_paths(&dir));
     for (paths, names, prefix) in [
-        (
-            &train_paths,
-            format.train_files,
-            format.partial_prefixes.map(|p| p.0),
-        ),
-        (
-            &test_paths,
-            format.test_files,
-            format.partial_prefixes.map(|p| p.1),
-        ),
+        (&train_paths, format.train_files, format.partial_prefixes.map(|p| p.0)),
+        (&test_paths, format.test_files, format.partial_prefixes.map(|p| p.1)),
     ] {
         if paths.is_empty() {
             let mut expected: Vec<String> = vec![names.join(", ")];
             expected.extend(prefix.map(|p| format!("{p}*.bin")));
-            return Err(DataError::MissingFile {
-                dir: dir.clone(),
-                dataset: format.dir_name.into(),
-                expected,
-            });
+            return Err(DataError::MissingFile { dir: dir.clone(), dataset: format.dir_name.into(), expected });
         }
     }
 
@@ -170,20 +148,12 @@ pub(crate) fn load(dir: &Path, format: &Format) -> Result<Loaded, DataError> {
         ))
     };
     let files = train_paths.into_iter().chain(test_paths).collect();
-    Ok(Loaded {
-        train,
-        test,
-        files,
-        note,
-    })
+    Ok(Loaded { train, test, files, note })
 }
 
 /// Reads the files of one split (in parallel), checks lengths and labels, and normalises.
 fn read_split(paths: &[PathBuf], format: &Format, split: &'static str) -> Result<Split, DataError> {
-    let contents: Vec<Vec<u8>> = paths
-        .par_iter()
-        .map(|p| idx::read_bytes(p))
-        .collect::<Result<_, _>>()?;
+    let contents: Vec<Vec<u8>> = paths.par_iter().map(|p| idx::read_bytes(p)).collect::<Result<_, _>>()?;
     let record = format.record();
     let mut labels = Vec::new();
     let mut pixels = Vec::new();
@@ -200,12 +170,7 @@ fn read_split(paths: &[PathBuf], format: &Format, split: &'static str) -> Result
             let label = rec[format.label_bytes - 1];
             if label as usize >= format.classes {
                 let path = path.clone();
-                return Err(DataError::LabelOutOfRange {
-                    path,
-                    index,
-                    label,
-                    classes: format.classes,
-                });
+                return Err(DataError::LabelOutOfRange { path, index, label, classes: format.classes });
             }
             labels.push(label);
             pixels.extend_from_slice(&rec[format.label_bytes..]);
@@ -221,9 +186,5 @@ fn read_split(paths: &[PathBuf], format: &Format, split: &'static str) -> Result
     }
     let images = normalise(&pixels, 3, PIXELS / 3, &format.norm);
     let len = labels.len();
-    Ok(Split {
-        images,
-        labels,
-        len,
-    })
+    Ok(Split { images, labels, len })
 }

@@ -19,98 +19,51 @@ pub struct Searched {
 #[derive(Debug, Error)]
 pub enum DataError {
     #[error("data set `{dataset}` not found; searched {}", searched_list(.searched))]
-    NotFound {
-        dataset: String,
-        searched: Vec<Searched>,
-    },
+    NotFound { dataset: String, searched: Vec<Searched> },
 
     #[error("missing file in `{}`: expected {}", .dir.display(), name_list(.expected))]
-    MissingFile {
-        dir: PathBuf,
-        dataset: String,
-        expected: Vec<String>,
-    },
+    MissingFile { dir: PathBuf, dataset: String, expected: Vec<String> },
 
     #[error("cannot read `{}`: {source}", .path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 
     #[error("`{}` is not an IDX {what} file: magic number is {found:#010x}, expected {expected:#010x}", .path.display())]
-    BadMagic {
-        path: PathBuf,
-        what: &'static str,
-        found: u32,
-        expected: u32,
-    },
+    BadMagic { path: PathBuf, what: &'static str, found: u32, expected: u32 },
 
     #[error("`{}` {}: expected {expected} bytes ({layout}), found {found}", .path.display(),
         if .found < .expected { "is truncated" } else { "is longer than its header says" })]
-    WrongLength {
-        path: PathBuf,
-        expected: u64,
-        found: u64,
-        layout: String,
-    },
+    WrongLength { path: PathBuf, expected: u64, found: u64, layout: String },
 
     #[error("`{}` is not a valid gzip file: {message}", .path.display())]
     CorruptGzip { path: PathBuf, message: String },
 
     #[error("`{}` holds {images} images but `{}` holds {labels} labels; expected equal counts",
         .images_path.display(), .labels_path.display())]
-    CountMismatch {
-        images_path: PathBuf,
-        images: usize,
-        labels_path: PathBuf,
-        labels: usize,
-    },
+    CountMismatch { images_path: PathBuf, images: usize, labels_path: PathBuf, labels: usize },
 
     #[error("`{}`: label {label} of example {index} is out of range; expected 0 to {}",
         .path.display(), .classes - 1)]
-    LabelOutOfRange {
-        path: PathBuf,
-        index: usize,
-        label: u8,
-        classes: usize,
-    },
+    LabelOutOfRange { path: PathBuf, index: usize, label: u8, classes: usize },
 
     #[error("`{}` holds images of {}; expected {}x{}", .path.display(), dims(.found),
         .expected[0], .expected[1])]
-    BadShape {
-        path: PathBuf,
-        found: Vec<u32>,
-        expected: [usize; 2],
-    },
+    BadShape { path: PathBuf, found: Vec<u32>, expected: [usize; 2] },
 
     #[error("`{}` is {len} bytes, not a whole number of {record}-byte {format} records",
         .path.display())]
-    RecordLength {
-        path: PathBuf,
-        len: u64,
-        record: usize,
-        format: &'static str,
-    },
+    RecordLength { path: PathBuf, len: u64, record: usize, format: &'static str },
 
-    #[error(
-        "`val: {val}` holds out at least as many examples as the training split has ({train})"
-    )]
+    #[error("`val: {val}` holds out at least as many examples as the training split has ({train})")]
     ValTooLarge { val: usize, train: usize },
 
     #[error("the {split} split of `{dataset}` has no examples ({source_desc})")]
-    Empty {
-        dataset: String,
-        split: &'static str,
-        source_desc: String,
-    },
+    Empty { dataset: String, split: &'static str, source_desc: String },
 }
 
 impl DataError {
     /// Every code this phase emits, in order; each has `src/diagnostics/explain/CODE.md`.
-    pub const CODES: [&'static str; 12] = [
-        "E0601", "E0602", "E0603", "E0604", "E0605", "E0606", "E0607", "E0608", "E0609", "E0610",
-        "E0611", "E0612",
-    ];
+    pub const CODES: [&'static str; 12] =
+        ["E0601", "E0602", "E0603", "E0604", "E0605", "E0606", "E0607", "E0608", "E0609", "E0610", "E0611", "E0612"];
 
     /// The stable diagnostic code (never reused once assigned).
     pub fn code(&self) -> &'static str {
@@ -150,8 +103,7 @@ impl DataError {
                 .to_string(),
             DataError::WrongLength { .. } | DataError::CorruptGzip { .. } => redownload.into(),
             DataError::CountMismatch { .. } => {
-                "the images and labels files must come from the same split of the same data set"
-                    .into()
+                "the images and labels files must come from the same split of the same data set".into()
             }
             DataError::LabelOutOfRange { classes, .. } => format!(
                 "this data set has {classes} classes; the labels file may belong to another \

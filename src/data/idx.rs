@@ -18,12 +18,8 @@ const LABELS_MAGIC: u32 = 0x801;
 const SIDE: usize = 28;
 
 /// Standard file stems, in the order the four files are read.
-const STEMS: [&str; 4] = [
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-];
+const STEMS: [&str; 4] =
+    ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
 
 #[derive(Debug, Clone)]
 pub(crate) struct IdxFiles {
@@ -36,19 +32,11 @@ pub(crate) struct IdxFiles {
 /// Accepted names for a stem: as is or with `.gz`, and the `train-images.idx3-ubyte` spelling.
 fn spellings(stem: &str) -> [String; 4] {
     let dotted = stem.replacen("-idx", ".idx", 1);
-    [
-        stem.to_string(),
-        format!("{stem}.gz"),
-        dotted.clone(),
-        format!("{dotted}.gz"),
-    ]
+    [stem.to_string(), format!("{stem}.gz"), dotted.clone(), format!("{dotted}.gz")]
 }
 
 fn find(dir: &Path, stem: &str) -> Option<PathBuf> {
-    spellings(stem)
-        .iter()
-        .map(|name| dir.join(name))
-        .find(|p| p.is_file())
+    spellings(stem).iter().map(|name| dir.join(name)).find(|p| p.is_file())
 }
 
 /// Whether `dir` holds MNIST-style training images under any accepted name.
@@ -96,18 +84,8 @@ pub(crate) fn load(
     let test_px = images(&files.test_images, &test_images)?;
     let train_lb = labels(&files.train_labels, &train_labels, classes)?;
     let test_lb = labels(&files.test_labels, &test_labels, classes)?;
-    check_pair(
-        dataset,
-        "train",
-        (&files.train_images, train_px),
-        (&files.train_labels, train_lb),
-    )?;
-    check_pair(
-        dataset,
-        "test",
-        (&files.test_images, test_px),
-        (&files.test_labels, test_lb),
-    )?;
+    check_pair(dataset, "train", (&files.train_images, train_px), (&files.train_labels, train_lb))?;
+    check_pair(dataset, "test", (&files.test_images, test_px), (&files.test_labels, test_lb))?;
 
     let norm = norm.unwrap_or_else(|| own_norm(train_px));
     let split = |px: &[u8], lb: &[u8]| Split {
@@ -123,20 +101,10 @@ pub(crate) fn load(
         )),
         _ => None,
     };
-    let files = [
-        &files.train_images,
-        &files.train_labels,
-        &files.test_images,
-        &files.test_labels,
-    ]
-    .map(|p| p.to_path_buf())
-    .to_vec();
-    Ok(Loaded {
-        train,
-        test,
-        files,
-        note,
-    })
+    let files = [&files.train_images, &files.train_labels, &files.test_images, &files.test_labels]
+        .map(|p| p.to_path_buf())
+        .to_vec();
+    Ok(Loaded { train, test, files, note })
 }
 
 /// Images and labels of one split must agree in count, and the split must not be empty.
@@ -157,29 +125,19 @@ fn check_pair(
     }
     if n == 0 {
         let source_desc = format!("`{}` holds 0 images", images_path.display());
-        return Err(DataError::Empty {
-            dataset: dataset.into(),
-            split,
-            source_desc,
-        });
+        return Err(DataError::Empty { dataset: dataset.into(), split, source_desc });
     }
     Ok(())
 }
 
 /// The file's bytes, gunzipped when it starts with the gzip magic or is named `*.gz`.
 pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = std::fs::read(path).map_err(|source| DataError::Io {
-        path: path.into(),
-        source,
-    })?;
+    let raw = std::fs::read(path).map_err(|source| DataError::Io { path: path.into(), source })?;
     let named_gz = path.extension().is_some_and(|e| e == "gz");
     if !raw.starts_with(&[0x1f, 0x8b]) {
         if named_gz {
             let message = "it does not start with the gzip magic bytes 1f 8b".to_string();
-            return Err(DataError::CorruptGzip {
-                path: path.into(),
-                message,
-            });
+            return Err(DataError::CorruptGzip { path: path.into(), message });
         }
         return Ok(raw);
     }
@@ -192,20 +150,12 @@ pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
     let mut out = Vec::with_capacity(hint.min(raw.len().saturating_mul(1032)).min(1 << 30));
     MultiGzDecoder::new(&raw[..])
         .read_to_end(&mut out)
-        .map_err(|e| DataError::CorruptGzip {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| DataError::CorruptGzip { path: path.into(), message: e.to_string() })?;
     Ok(out)
 }
 
 /// Checks an IDX header with `magic` and returns (dims, payload).
-fn parse<'a>(
-    path: &Path,
-    bytes: &'a [u8],
-    magic: u32,
-    what: &'static str,
-) -> Result<(Vec<u32>, &'a [u8]), DataError> {
+fn parse<'a>(path: &Path, bytes: &'a [u8], magic: u32, what: &'static str) -> Result<(Vec<u32>, &'a [u8]), DataError> {
     let ndims = (magic & 0xff) as usize;
     let header = 4 + 4 * ndims;
     let short = |layout: String| DataError::WrongLength {
@@ -219,28 +169,17 @@ fn parse<'a>(
     }
     let found = u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes"));
     if found != magic {
-        return Err(DataError::BadMagic {
-            path: path.into(),
-            what,
-            found,
-            expected: magic,
-        });
+        return Err(DataError::BadMagic { path: path.into(), what, found, expected: magic });
     }
     if bytes.len() < header {
         return Err(short(format!("at least the {header}-byte IDX header")));
     }
-    let dims: Vec<u32> = bytes[4..header]
-        .chunks_exact(4)
-        .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
-        .collect();
+    let dims: Vec<u32> =
+        bytes[4..header].chunks_exact(4).map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes"))).collect();
     let payload: u64 = dims.iter().map(|&d| d as u64).product();
     let expected = header as u64 + payload;
     if bytes.len() as u64 != expected {
-        let shape = dims
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(" x ");
+        let shape = dims.iter().map(u32::to_string).collect::<Vec<_>>().join(" x ");
         return Err(DataError::WrongLength {
             path: path.into(),
             expected,
@@ -255,11 +194,7 @@ fn parse<'a>(
 fn images<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a [u8], DataError> {
     let (dims, pixels) = parse(path, bytes, IMAGES_MAGIC, "images")?;
     if dims[1] as usize != SIDE || dims[2] as usize != SIDE {
-        return Err(DataError::BadShape {
-            path: path.into(),
-            found: dims[1..].to_vec(),
-            expected: [SIDE; 2],
-        });
+        return Err(DataError::BadShape { path: path.into(), found: dims[1..].to_vec(), expected: [SIDE; 2] });
     }
     Ok(pixels)
 }
@@ -268,12 +203,7 @@ fn images<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a [u8], DataError> {
 fn labels<'a>(path: &Path, bytes: &'a [u8], classes: usize) -> Result<&'a [u8], DataError> {
     let (_, labels) = parse(path, bytes, LABELS_MAGIC, "labels")?;
     if let Some(index) = labels.iter().position(|&l| l as usize >= classes) {
-        return Err(DataError::LabelOutOfRange {
-            path: path.into(),
-            index,
-            label: labels[index],
-            classes,
-        });
+        return Err(DataError::LabelOutOfRange { path: path.into(), index, label: labels[index], classes });
     }
     Ok(labels)
 }
@@ -285,18 +215,8 @@ fn own_norm(pixels: &[u8]) -> Norm {
         hist[p as usize] += 1;
     }
     let n = pixels.len().max(1) as f64;
-    let mean = hist
-        .iter()
-        .enumerate()
-        .map(|(v, &c)| v as f64 / 255.0 * c as f64)
-        .sum::<f64>()
-        / n;
-    let var = hist
-        .iter()
-        .enumerate()
-        .map(|(v, &c)| (v as f64 / 255.0 - mean).powi(2) * c as f64)
-        .sum::<f64>()
-        / n;
+    let mean = hist.iter().enumerate().map(|(v, &c)| v as f64 / 255.0 * c as f64).sum::<f64>() / n;
+    let var = hist.iter().enumerate().map(|(v, &c)| (v as f64 / 255.0 - mean).powi(2) * c as f64).sum::<f64>() / n;
     // A constant image set has no spread; dividing by 1 keeps it finite.
     let std = if var > 0.0 { var.sqrt() } else { 1.0 };
     Norm::gray(mean as f32, std as f32)

@@ -53,11 +53,7 @@ impl Split {
     fn split_off_tail(&mut self, n: usize) -> Split {
         let keep = self.len - n;
         let per = self.images.len() / self.len.max(1);
-        let tail = Split {
-            images: self.images.split_off(keep * per),
-            labels: self.labels.split_off(keep),
-            len: n,
-        };
+        let tail = Split { images: self.images.split_off(keep * per), labels: self.labels.split_off(keep), len: n };
         self.len = keep;
         tail
     }
@@ -91,20 +87,11 @@ pub(crate) struct Norm {
 impl Norm {
     pub const MNIST: Norm = Norm::gray(0.1307, 0.3081);
     pub const FASHION_MNIST: Norm = Norm::gray(0.2860, 0.3530);
-    pub const CIFAR10: Norm = Norm {
-        mean: [0.4914, 0.4822, 0.4465],
-        std: [0.2470, 0.2435, 0.2616],
-    };
-    pub const CIFAR100: Norm = Norm {
-        mean: [0.5071, 0.4865, 0.4409],
-        std: [0.2673, 0.2564, 0.2762],
-    };
+    pub const CIFAR10: Norm = Norm { mean: [0.4914, 0.4822, 0.4465], std: [0.2470, 0.2435, 0.2616] };
+    pub const CIFAR100: Norm = Norm { mean: [0.5071, 0.4865, 0.4409], std: [0.2673, 0.2564, 0.2762] };
 
     pub const fn gray(mean: f32, std: f32) -> Norm {
-        Norm {
-            mean: [mean; 3],
-            std: [std; 3],
-        }
+        Norm { mean: [mean; 3], std: [std; 3] }
     }
 
     /// The 256 normalised values of channel `c`, so converting a pixel is one lookup.
@@ -118,15 +105,12 @@ impl Norm {
 pub(crate) fn normalise(pixels: &[u8], channels: usize, plane: usize, norm: &Norm) -> Vec<f32> {
     let tables: Vec<[f32; 256]> = (0..channels).map(|c| norm.table(c)).collect();
     let mut out = vec![0.0f32; pixels.len()];
-    out.par_chunks_mut(plane)
-        .zip(pixels.par_chunks(plane))
-        .enumerate()
-        .for_each(|(k, (dst, src))| {
-            let table = &tables[k % channels];
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d = table[s as usize];
-            }
-        });
+    out.par_chunks_mut(plane).zip(pixels.par_chunks(plane)).enumerate().for_each(|(k, (dst, src))| {
+        let table = &tables[k % channels];
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = table[s as usize];
+        }
+    });
     out
 }
 
@@ -153,12 +137,7 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<DataSet, DataError> {
             let files = idx::find_files(&resolve_dir(spec)?, spec.dataset.dir_name())?;
             idx::load(name, &files, classes, Some(norm), mnist_sizes)?
         }
-        Dataset::Idx {
-            train_images,
-            train_labels,
-            test_images,
-            test_labels,
-        } => {
+        Dataset::Idx { train_images, train_labels, test_images, test_labels } => {
             let dir = resolve_dir(spec)?;
             let files = idx::IdxFiles {
                 train_images: dir.join(train_images),
@@ -172,32 +151,13 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<DataSet, DataError> {
         Dataset::Cifar100 => cifar::load(&resolve_dir(spec)?, &cifar::CIFAR100)?,
         Dataset::SyntheticDigits { train, test } => synthetic::generate(*train, *test, seed)?,
     };
-    let Loaded {
-        mut train,
-        test,
-        files,
-        note,
-    } = loaded;
+    let Loaded { mut train, test, files, note } = loaded;
     let val = match spec.val {
         0 => None,
-        n if n >= train.len => {
-            return Err(DataError::ValTooLarge {
-                val: n,
-                train: train.len,
-            })
-        }
+        n if n >= train.len => return Err(DataError::ValTooLarge { val: n, train: train.len }),
         n => Some(train.split_off_tail(n)),
     };
-    Ok(DataSet {
-        name: name.to_string(),
-        shape,
-        classes,
-        train,
-        val,
-        test,
-        files,
-        note,
-    })
+    Ok(DataSet { name: name.to_string(), shape, classes, train, val, test, files, note })
 }
 
 /// The data set as a recipe spells it (`fashion_mnist`, not the directory's `fashion-mnist`).

@@ -18,9 +18,7 @@ use crate::ir::plan::{DataSpec, Dataset};
 /// `synthetic_digits` reads nothing and gets an empty path; `idx(...)` without `path:` gets
 /// `.`, since its file names are relative to the current directory.
 pub fn resolve_dir(spec: &DataSpec) -> Result<PathBuf, DataError> {
-    let sprs_data = std::env::var_os("SPRS_DATA")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
+    let sprs_data = std::env::var_os("SPRS_DATA").filter(|v| !v.is_empty()).map(PathBuf::from);
     resolve_dir_from(spec, sprs_data.as_deref())
 }
 
@@ -32,14 +30,8 @@ pub fn resolve_dir_from(spec: &DataSpec, sprs_data: Option<&Path>) -> Result<Pat
         if dir.is_dir() {
             return Ok(dir);
         }
-        let searched = vec![Searched {
-            how: "`path:`".into(),
-            dir: Some(absolute(&dir)),
-        }];
-        return Err(DataError::NotFound {
-            dataset: name.into(),
-            searched,
-        });
+        let searched = vec![Searched { how: "`path:`".into(), dir: Some(absolute(&dir)) }];
+        return Err(DataError::NotFound { dataset: name.into(), searched });
     }
     match spec.dataset {
         Dataset::SyntheticDigits { .. } => return Ok(PathBuf::new()),
@@ -54,35 +46,20 @@ pub fn resolve_dir_from(spec: &DataSpec, sprs_data: Option<&Path>) -> Result<Pat
             if dir.is_dir() {
                 return Ok(dir);
             }
-            searched.push(Searched {
-                how: format!("$SPRS_DATA/{name}"),
-                dir: Some(dir),
-            });
+            searched.push(Searched { how: format!("$SPRS_DATA/{name}"), dir: Some(dir) });
             if holds_files(&spec.dataset, root) {
                 return Ok(root.to_path_buf());
             }
-            searched.push(Searched {
-                how: "$SPRS_DATA".into(),
-                dir: Some(root.to_path_buf()),
-            });
+            searched.push(Searched { how: "$SPRS_DATA".into(), dir: Some(root.to_path_buf()) });
         }
-        None => searched.push(Searched {
-            how: format!("$SPRS_DATA/{name}"),
-            dir: None,
-        }),
+        None => searched.push(Searched { how: format!("$SPRS_DATA/{name}"), dir: None }),
     }
     let local = Path::new("./data").join(name);
     if local.is_dir() {
         return Ok(local);
     }
-    searched.push(Searched {
-        how: local.display().to_string(),
-        dir: Some(absolute(&local)),
-    });
-    Err(DataError::NotFound {
-        dataset: name.into(),
-        searched,
-    })
+    searched.push(Searched { how: local.display().to_string(), dir: Some(absolute(&local)) });
+    Err(DataError::NotFound { dataset: name.into(), searched })
 }
 
 /// Whether `dir` itself holds this data set's files (so `$SPRS_DATA` may point straight at

@@ -40,49 +40,20 @@ const fn line(x0: f32, y0: f32, x1: f32, y1: f32) -> Stroke {
 }
 
 const fn arc(cx: f32, cy: f32, rx: f32, ry: f32, from: f32, to: f32) -> Stroke {
-    Stroke::Arc {
-        c: [cx, cy],
-        r: [rx, ry],
-        from,
-        to,
-    }
+    Stroke::Arc { c: [cx, cy], r: [rx, ry], from, to }
 }
 
 const DIGITS: [&[Stroke]; 10] = [
     &[arc(0.5, 0.5, 0.27, 0.38, -90.0, 270.0)],
     &[line(0.5, 0.1, 0.5, 0.9), line(0.37, 0.23, 0.5, 0.1)],
-    &[
-        arc(0.5, 0.32, 0.24, 0.21, 195.0, 385.0),
-        line(0.717, 0.41, 0.22, 0.9),
-        line(0.22, 0.9, 0.8, 0.9),
-    ],
-    &[
-        arc(0.48, 0.3, 0.24, 0.2, 200.0, 450.0),
-        arc(0.48, 0.7, 0.26, 0.2, 270.0, 520.0),
-    ],
-    &[
-        line(0.62, 0.9, 0.62, 0.1),
-        line(0.62, 0.1, 0.2, 0.62),
-        line(0.2, 0.62, 0.82, 0.62),
-    ],
-    &[
-        line(0.76, 0.1, 0.32, 0.1),
-        line(0.32, 0.1, 0.3, 0.47),
-        arc(0.5, 0.66, 0.25, 0.24, 220.0, 510.0),
-    ],
-    &[
-        arc(0.7, 0.62, 0.42, 0.52, 260.0, 160.0),
-        arc(0.5, 0.68, 0.2, 0.2, 0.0, 360.0),
-    ],
+    &[arc(0.5, 0.32, 0.24, 0.21, 195.0, 385.0), line(0.717, 0.41, 0.22, 0.9), line(0.22, 0.9, 0.8, 0.9)],
+    &[arc(0.48, 0.3, 0.24, 0.2, 200.0, 450.0), arc(0.48, 0.7, 0.26, 0.2, 270.0, 520.0)],
+    &[line(0.62, 0.9, 0.62, 0.1), line(0.62, 0.1, 0.2, 0.62), line(0.2, 0.62, 0.82, 0.62)],
+    &[line(0.76, 0.1, 0.32, 0.1), line(0.32, 0.1, 0.3, 0.47), arc(0.5, 0.66, 0.25, 0.24, 220.0, 510.0)],
+    &[arc(0.7, 0.62, 0.42, 0.52, 260.0, 160.0), arc(0.5, 0.68, 0.2, 0.2, 0.0, 360.0)],
     &[line(0.2, 0.1, 0.8, 0.1), line(0.8, 0.1, 0.42, 0.9)],
-    &[
-        arc(0.5, 0.29, 0.2, 0.19, 0.0, 360.0),
-        arc(0.5, 0.69, 0.24, 0.21, 0.0, 360.0),
-    ],
-    &[
-        arc(0.5, 0.32, 0.22, 0.21, 0.0, 360.0),
-        line(0.72, 0.32, 0.62, 0.9),
-    ],
+    &[arc(0.5, 0.29, 0.2, 0.19, 0.0, 360.0), arc(0.5, 0.69, 0.24, 0.21, 0.0, 360.0)],
+    &[arc(0.5, 0.32, 0.22, 0.21, 0.0, 360.0), line(0.72, 0.32, 0.62, 0.9)],
 ];
 
 /// Generates `train` and `test` examples from `seed`.
@@ -90,44 +61,28 @@ pub(crate) fn generate(train: usize, test: usize, seed: u64) -> Result<Loaded, D
     for (split, n) in [("train", train), ("test", test)] {
         if n == 0 {
             let source_desc = format!("synthetic_digits({split}: 0)");
-            return Err(DataError::Empty {
-                dataset: "synthetic_digits".into(),
-                split,
-                source_desc,
-            });
+            return Err(DataError::Empty { dataset: "synthetic_digits".into(), split, source_desc });
         }
     }
     let train = split(train, seed, 0);
     let test = split(test, seed, 1);
     let files = Vec::new();
-    Ok(Loaded {
-        train,
-        test,
-        files,
-        note: None,
-    })
+    Ok(Loaded { train, test, files, note: None })
 }
 
 fn split(len: usize, seed: u64, split_id: u64) -> Split {
     let (mean, std) = (Norm::MNIST.mean[0], Norm::MNIST.std[0]);
     let mut images = vec![0.0f32; len * PIXELS];
-    images
-        .par_chunks_mut(PIXELS)
-        .enumerate()
-        .for_each(|(i, img)| {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ DOMAIN);
-            rng.set_stream((split_id << 40) | i as u64);
-            render(i % 10, &mut rng, img);
-            for p in img.iter_mut() {
-                *p = (*p - mean) / std;
-            }
-        });
+    images.par_chunks_mut(PIXELS).enumerate().for_each(|(i, img)| {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ DOMAIN);
+        rng.set_stream((split_id << 40) | i as u64);
+        render(i % 10, &mut rng, img);
+        for p in img.iter_mut() {
+            *p = (*p - mean) / std;
+        }
+    });
     let labels = (0..len).map(|i| (i % 10) as u8).collect();
-    Split {
-        images,
-        labels,
-        len,
-    }
+    Split { images, labels, len }
 }
 
 /// The per-example map from template coordinates to pixels.
@@ -149,17 +104,8 @@ impl Pose {
         let (s, c) = rot.sin_cos();
         // R * [[1, shear], [0, 1]] * diag(sx, sy)
         let m = [c * sx, (c * shear - s) * sy, s * sx, (s * shear + c) * sy];
-        let t = [
-            13.5 + rng.gen_range(-2.5..2.5),
-            13.5 + rng.gen_range(-2.5..2.5),
-        ];
-        let mut wave = || {
-            [
-                rng.gen_range(0.0..0.05),
-                rng.gen_range(3.0..9.0),
-                rng.gen_range(0.0..6.3),
-            ]
-        };
+        let t = [13.5 + rng.gen_range(-2.5..2.5), 13.5 + rng.gen_range(-2.5..2.5)];
+        let mut wave = || [rng.gen_range(0.0..0.05), rng.gen_range(3.0..9.0), rng.gen_range(0.0..6.3)];
         let warp = [wave(), wave()];
         Pose { m, t, warp }
     }
@@ -168,10 +114,7 @@ impl Pose {
         let [wx, wy] = self.warp;
         let u = x - 0.5 + wx[0] * (wx[1] * y + wx[2]).sin();
         let v = y - 0.5 + wy[0] * (wy[1] * x + wy[2]).sin();
-        [
-            self.m[0] * u + self.m[1] * v + self.t[0],
-            self.m[2] * u + self.m[3] * v + self.t[1],
-        ]
+        [self.m[0] * u + self.m[1] * v + self.t[0], self.m[2] * u + self.m[3] * v + self.t[1]]
     }
 }
 

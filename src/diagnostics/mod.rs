@@ -141,9 +141,7 @@ impl SourceMap {
 
     /// The text a span covers (empty when out of range).
     pub fn snippet(&self, span: Span) -> &str {
-        self.file(span.file)
-            .and_then(|f| f.text.get(span.start..span.end))
-            .unwrap_or("")
+        self.file(span.file).and_then(|f| f.text.get(span.start..span.end)).unwrap_or("")
     }
 }
 

@@ -68,10 +68,8 @@ impl miette::Diagnostic for Report<'_> {
 
 /// Renders with miette's graphical handler; `color` picks the themed (ANSI) or plain style.
 pub fn render_text(diag: &Diagnostic, sources: &SourceMap, color: bool) -> String {
-    let source = diag
-        .span
-        .and_then(|s| sources.file(s.file))
-        .map(|f| NamedSource::new(f.name.clone(), f.text.to_string()));
+    let source =
+        diag.span.and_then(|s| sources.file(s.file)).map(|f| NamedSource::new(f.name.clone(), f.text.to_string()));
     let mut help = diag.help.clone();
     for note in &diag.notes {
         let line = format!("note: {note}");

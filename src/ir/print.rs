@@ -62,9 +62,13 @@ impl Display for MaskMethod {
             MaskMethod::Random => f.write_str("random"),
             MaskMethod::Magnitude => f.write_str("magnitude"),
             MaskMethod::Snip { batches } => write!(f, "snip(batches: {batches})"),
-            MaskMethod::Grasp { temperature, batches } => write!(f, "grasp(temperature: {temperature}, batches: {batches})"),
+            MaskMethod::Grasp { temperature, batches } => {
+                write!(f, "grasp(temperature: {temperature}, batches: {batches})")
+            }
             MaskMethod::Synflow { rounds } => write!(f, "synflow(rounds: {rounds})"),
-            MaskMethod::Lottery { rounds, rate, rewind } => write!(f, "lottery(rounds: {rounds}, rate: {}, rewind: {rewind})", pct(*rate)),
+            MaskMethod::Lottery { rounds, rate, rewind } => {
+                write!(f, "lottery(rounds: {rounds}, rate: {}, rewind: {rewind})", pct(*rate))
+            }
         }
     }
 }
@@ -76,7 +80,11 @@ impl Display for Schedule {
             Schedule::Linear { start, end, every } => write!(f, "linear(start: {start}, end: {end}, every: {every})"),
             Schedule::Cubic { start, end, every } => write!(f, "cubic(start: {start}, end: {end}, every: {every})"),
             Schedule::Cyclic { cycles, length, peak, shape } => {
-                write!(f, "cyclic(cycles: {cycles}, length: {length}, peak: {peak}x, shape: {})", format!("{shape:?}").to_lowercase())
+                write!(
+                    f,
+                    "cyclic(cycles: {cycles}, length: {length}, peak: {peak}x, shape: {})",
+                    format!("{shape:?}").to_lowercase()
+                )
             }
         }
     }
@@ -93,7 +101,12 @@ impl Display for Update {
                 format!("{scope:?}").to_lowercase()
             ),
             Update::PruneRegrow { every, drop, grow, until } => {
-                write!(f, "prune_regrow(every: {every}, drop: {}, grow: {}", pct(*drop), format!("{grow:?}").to_lowercase())?;
+                write!(
+                    f,
+                    "prune_regrow(every: {every}, drop: {}, grow: {}",
+                    pct(*drop),
+                    format!("{grow:?}").to_lowercase()
+                )?;
                 match until {
                     Some(u) => write!(f, ", until: {u})"),
                     None => f.write_str(")"),
@@ -107,9 +120,15 @@ impl Display for Technique {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
             Technique::GhostNeurons { activation, until, blend, .. } => {
-                write!(f, "ghost_neurons(activation: {}, until: {until}, blend: {blend})", format!("{activation:?}").to_lowercase())
+                write!(
+                    f,
+                    "ghost_neurons(activation: {}, until: {until}, blend: {blend})",
+                    format!("{activation:?}").to_lowercase()
+                )
             }
-            Technique::GhostSkip { init, fade_start, fade_end, .. } => write!(f, "ghost_skip(init: {init}, fade: {fade_start} .. {fade_end})"),
+            Technique::GhostSkip { init, fade_start, fade_end, .. } => {
+                write!(f, "ghost_skip(init: {init}, fade: {fade_start} .. {fade_end})")
+            }
             Technique::LabelSmoothing { alpha, style, .. } => {
                 write!(f, "label_smoothing({alpha}, style: {})", format!("{style:?}").to_lowercase())
             }

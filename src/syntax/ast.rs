@@ -98,7 +98,10 @@ pub struct Value {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ValueKind {
     /// `is_int`: written without a fraction or exponent.
-    Number { value: f64, is_int: bool },
+    Number {
+        value: f64,
+        is_int: bool,
+    },
     /// `98%` as the fraction `0.98`.
     Percent(f64),
     Duration(f64, TimeUnit),

@@ -31,11 +31,7 @@ impl Ctx {
 
 pub(super) fn file(root: Pair<Rule>, file: u32, base: usize) -> Result<File, Diagnostic> {
     let cx = Ctx { file, base, error: Default::default() };
-    let items = root
-        .into_inner()
-        .filter(|p| p.as_rule() != Rule::EOI)
-        .map(|p| item(&cx, p))
-        .collect();
+    let items = root.into_inner().filter(|p| p.as_rule() != Rule::EOI).map(|p| item(&cx, p)).collect();
     match cx.error.into_inner() {
         Some(d) => Err(d),
         None => Ok(File { items }),
@@ -71,9 +67,7 @@ fn item(cx: &Ctx, p: Pair<Rule>) -> Item {
             let mut body = None;
             for p in inner {
                 match p.as_rule() {
-                    Rule::extends => {
-                        extends = Some(cx.ident(p.into_inner().next().expect("extends name")))
-                    }
+                    Rule::extends => extends = Some(cx.ident(p.into_inner().next().expect("extends name"))),
                     _ => body = Some(block(cx, p)),
                 }
             }
@@ -152,12 +146,8 @@ fn atom(cx: &Ctx, p: Pair<Rule>) -> Value {
             let n = number(p.into_inner().next().expect("percent number").as_str()).0;
             ValueKind::Percent(n / 100.0)
         }
-        Rule::shape => ValueKind::Shape(
-            p.as_str().split('x').map(|d| d.parse().unwrap_or(usize::MAX)).collect(),
-        ),
-        Rule::multiplier => {
-            ValueKind::Multiplier(number(p.into_inner().next().expect("number").as_str()).0)
-        }
+        Rule::shape => ValueKind::Shape(p.as_str().split('x').map(|d| d.parse().unwrap_or(usize::MAX)).collect()),
+        Rule::multiplier => ValueKind::Multiplier(number(p.into_inner().next().expect("number").as_str()).0),
         Rule::number => {
             let (value, is_int) = number(p.as_str());
             ValueKind::Number { value, is_int }
@@ -214,10 +204,7 @@ fn expr(cx: &Ctx, p: Pair<Rule>) -> Expr {
                 }
                 let rhs = expr(cx, inner.next().expect("rhs operand"));
                 let s = acc.span.to(rhs.span);
-                acc = Expr {
-                    kind: ExprKind::Binary(op.as_str().to_string(), Box::new(acc), Box::new(rhs)),
-                    span: s,
-                };
+                acc = Expr { kind: ExprKind::Binary(op.as_str().to_string(), Box::new(acc), Box::new(rhs)), span: s };
             }
             acc
         }

@@ -6,8 +6,8 @@
 
 pub mod ast;
 mod build;
-mod print;
 mod errors;
+mod print;
 
 use pest::Parser;
 
@@ -56,9 +56,7 @@ fn item_chunks(text: &str) -> Vec<(usize, usize)> {
     let mut starts = vec![0];
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
-        let is_item = ["use ", "use\"", "kernel ", "recipe ", "sweep "]
-            .iter()
-            .any(|k| line.starts_with(k));
+        let is_item = ["use ", "use\"", "kernel ", "recipe ", "sweep "].iter().any(|k| line.starts_with(k));
         if is_item && offset > 0 {
             starts.push(offset);
         }

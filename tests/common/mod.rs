@@ -33,13 +33,7 @@ use sprsc::diagnostics::Span;
 use sprsc::ir::plan::{DataSpec, Dataset};
 
 pub fn spec(dataset: Dataset, path: Option<&Path>, val: usize) -> DataSpec {
-    DataSpec {
-        dataset,
-        path: path.map(|p| p.display().to_string()),
-        val,
-        augment: Vec::new(),
-        span: Span::default(),
-    }
+    DataSpec { dataset, path: path.map(|p| p.display().to_string()), val, augment: Vec::new(), span: Span::default() }
 }
 
 /// A fresh empty directory under the system temp dir, removed on drop.
@@ -127,20 +121,12 @@ pub fn idx_dataset(dir: &Path, names: [&str; 4]) -> Dataset {
     }
 }
 
-pub const MNIST_NAMES: [&str; 4] = [
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-];
+pub const MNIST_NAMES: [&str; 4] =
+    ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
 
 /// CIFAR-10 records: label `i % 10`, pixels `(i + k) % 256`.
 pub fn cifar_records(n: usize) -> Vec<u8> {
-    (0..n)
-        .flat_map(|i| {
-            std::iter::once((i % 10) as u8).chain((0..3072).map(move |k| ((i + k) % 256) as u8))
-        })
-        .collect()
+    (0..n).flat_map(|i| std::iter::once((i % 10) as u8).chain((0..3072).map(move |k| ((i + k) % 256) as u8))).collect()
 }
 
 /// Writes `dir/FILE` from an explanation's `<!-- setup: FILE = SPEC -->` line. SPEC is
@@ -165,9 +151,7 @@ pub fn setup_file(dir: &Path, line: &str) {
             b.truncate(b.len() - cut);
             b
         }
-        "labels" if words.len() == 4 && words[2] == "all" => {
-            idx_labels(&vec![num(3) as u8; num(1)])
-        }
+        "labels" if words.len() == 4 && words[2] == "all" => idx_labels(&vec![num(3) as u8; num(1)]),
         "labels" => idx_labels(&cycle_labels(num(1))),
         "bytes" => vec![0; num(1)],
         "cifar" => cifar_records(num(1)),
@@ -175,4 +159,3 @@ pub fn setup_file(dir: &Path, line: &str) {
     };
     std::fs::write(dir.join(file.trim()), bytes).unwrap();
 }
-
