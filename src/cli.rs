@@ -87,7 +87,7 @@ pub fn main_with(cli: Cli) -> i32 {
             if comp.has_errors() {
                 return 1;
             }
-            run(&comp, recipe.as_deref(), out, threads)
+            run(&comp, recipe.as_deref(), out, threads, format)
         }
         Command::Explain { code, list } => explain(code.as_deref(), list),
     }
@@ -160,7 +160,7 @@ pub fn kernel_listing(comp: &Compilation) -> String {
     out
 }
 
-fn run(comp: &Compilation, recipe: Option<&str>, _out: Option<PathBuf>, _threads: Option<usize>) -> i32 {
+fn run(comp: &Compilation, recipe: Option<&str>, out: Option<PathBuf>, threads: Option<usize>, format: Format) -> i32 {
     let plans = &comp.checked.plans;
     let plan = match (recipe, plans.as_slice()) {
         (Some(name), _) => match plans.iter().find(|p| p.recipe == name) {
@@ -182,8 +182,50 @@ fn run(comp: &Compilation, recipe: Option<&str>, _out: Option<PathBuf>, _threads
             return 2;
         }
     };
-    eprintln!("error: recipe `{}` checks clean, but this build has no training engine yet", plan.recipe);
-    2
+    let quiet = format == Format::Json;
+    if !quiet {
+        eprintln!("loading {} ...", plan.data.dataset.dir_name());
+    }
+    let data = match crate::data::load(&plan.data, plan.seed) {
+        Ok(d) => d,
+        Err(e) => {
+            report(&[e.to_diagnostic(plan.data.span)], comp, format);
+            return 1;
+        }
+    };
+    if let (Some(note), false) = (&data.note, quiet) {
+        eprintln!("note: {note}");
+    }
+    let dir = out.clone().unwrap_or_else(|| PathBuf::from(&plan.output.dir));
+    if let Err(e) = write_recipe(&dir, comp, plan) {
+        eprintln!("error: cannot write the run directory `{}`: {e}", dir.display());
+        return 2;
+    }
+    let opts = crate::exec::RunOptions { out_dir: Some(dir.clone()), threads, quiet, max_steps: None };
+    match crate::exec::run(plan, &data, &opts) {
+        Ok(summary) => {
+            if quiet {
+                println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+            } else {
+                eprintln!("run directory: {}", dir.display());
+            }
+            0
+        }
+        Err(e) => {
+            report(&[e.to_diagnostic(plan.span)], comp, format);
+            1
+        }
+    }
+}
+
+/// The run directory records what ran: the source file and the resolved plan (every default
+/// explicit, `--set` overrides applied).
+fn write_recipe(dir: &Path, comp: &Compilation, plan: &crate::ir::plan::Plan) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if let Some(main) = comp.sources.files.iter().find(|f| f.name != "<prelude>") {
+        std::fs::write(dir.join("recipe.sprs"), main.text.as_bytes())?;
+    }
+    std::fs::write(dir.join("plan.txt"), plan.to_string())
 }
 
 fn explain(code: Option<&str>, list: bool) -> i32 {

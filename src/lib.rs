@@ -12,7 +12,11 @@ pub mod check;
 pub mod cli;
 pub mod data;
 pub mod diagnostics;
+pub mod exec;
 pub mod ir;
+pub mod kernels;
+pub mod report;
+pub mod sparsity;
 pub mod syntax;
 
 use std::path::{Path, PathBuf};

@@ -152,3 +152,14 @@ fn dims(found: &[u32]) -> String {
     let parts: Vec<String> = found.iter().map(u32::to_string).collect();
     parts.join("x")
 }
+
+impl DataError {
+    /// The presentation form, pointing at the recipe's `data` statement.
+    pub fn to_diagnostic(&self, span: crate::diagnostics::Span) -> crate::diagnostics::Diagnostic {
+        let d = crate::diagnostics::Diagnostic::error(self.code(), self.to_string()).at(span, "loading this data");
+        match self.help() {
+            Some(h) => d.with_help(h),
+            None => d,
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Run-time errors of the engine (codes E07xx, assigned once, never reused). Each points at
+//! the recipe line responsible where the plan has one.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::diagnostics::Span;
+
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error("{what} is not implemented yet")]
+    NotImplemented { what: String, span: Span },
+
+    #[error("the training loss became {value} at step {step} (epoch {epoch})")]
+    NonFiniteLoss { value: f32, step: u64, epoch: u64, span: Span },
+
+    #[error("the data set does not fit the model: {msg}")]
+    DataMismatch { msg: String, span: Span },
+
+    #[error("cannot write `{}`: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+
+    #[error("training has no steps: {msg}")]
+    NoSteps { msg: String, span: Span },
+
+    #[error("internal error: the plan is inconsistent: {msg}")]
+    Plan { msg: String, span: Span },
+}
+
+impl RunError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RunError::NotImplemented { .. } => "E0701",
+            RunError::NonFiniteLoss { .. } => "E0702",
+            RunError::DataMismatch { .. } => "E0703",
+            RunError::Io { .. } => "E0704",
+            RunError::NoSteps { .. } => "E0705",
+            RunError::Plan { .. } => "E0706",
+        }
+    }
+
+    pub fn help(&self) -> Option<String> {
+        Some(match self {
+            RunError::NotImplemented { .. } => "choose another method for now; it is planned".into(),
+            RunError::NonFiniteLoss { .. } => {
+                "lower the learning rate, add `clip_grad_norm`, or shorten the sparsity ramp".into()
+            }
+            RunError::DataMismatch { .. } => "make `input` and the last layer match the data set".into(),
+            RunError::Io { .. } => "choose another `output { dir ... }` or fix its permissions".into(),
+            RunError::NoSteps { .. } => "use a smaller `batch`, more data, or more `epochs`".into(),
+            RunError::Plan { .. } => "this is a bug in sprsc; please report it with the recipe".into(),
+        })
+    }
+
+    pub fn span(&self) -> Option<Span> {
+        match self {
+            RunError::NotImplemented { span, .. }
+            | RunError::NonFiniteLoss { span, .. }
+            | RunError::DataMismatch { span, .. }
+            | RunError::NoSteps { span, .. }
+            | RunError::Plan { span, .. } => Some(*span),
+            RunError::Io { .. } => None,
+        }
+    }
+
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> RunError {
+        let path = path.into();
+        move |source| RunError::Io { path, source }
+    }
+}
+
+impl RunError {
+    /// The presentation form, pointing at the recipe line responsible (else at `fallback`).
+    pub fn to_diagnostic(&self, fallback: Span) -> crate::diagnostics::Diagnostic {
+        let d = crate::diagnostics::Diagnostic::error(self.code(), self.to_string())
+            .at(self.span().unwrap_or(fallback), "while running this");
+        match self.help() {
+            Some(h) => d.with_help(h),
+            None => d,
+        }
+    }
+}

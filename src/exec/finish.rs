@@ -1,0 +1,138 @@
+//! Evaluation and the end of a run. In: the trainer's buffers. Out: accuracies, realised
+//! sparsity measured on the effective weights, the summary, and the saved tensors.
+
+use dfdx::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::error::RunError;
+use super::net::Mode;
+use super::ops::loss::cross_entropy;
+use super::sparsify::Rule;
+use super::train::Trainer;
+use crate::data::{fill_batch, Split};
+use crate::report::flops::flops;
+use crate::report::rundir::Named;
+use crate::report::{text_report, LayerSparsity, RunSummary};
+use crate::sparsity::mask::count_zeros;
+
+const EVAL_BATCH: usize = 500;
+
+impl Trainer<'_> {
+    /// Accuracy and mean loss on `split` with the current effective weights (eval mode).
+    pub(super) fn evaluate(&mut self, split: &Split) -> (f64, f64) {
+        self.load_weights();
+        let shape = self.data.shape;
+        let n: usize = shape.iter().product();
+        let mut rng = ChaCha8Rng::seed_from_u64(0); // unused: no augmentation at evaluation
+        let (mut correct, mut loss) = (0usize, 0.0f64);
+        let all: Vec<usize> = (0..split.len).collect();
+        for idx in all.chunks(EVAL_BATCH) {
+            let (mut images, mut labels) = (vec![0.0; idx.len() * n], vec![0usize; idx.len()]);
+            fill_batch(split, shape, idx, &[], &mut rng, &mut images, &mut labels);
+            let x = self.dev.tensor_from_vec(images, (idx.len(), n));
+            let logits = self.net.forward(x, &mut Mode { train: false, rng: &mut rng });
+            let (l, ok) = cross_entropy(logits, &labels, None);
+            correct += ok;
+            loss += l.array() as f64 * idx.len() as f64;
+        }
+        let len = split.len.max(1) as f64;
+        (correct as f64 / len, loss / len)
+    }
+
+    /// Overall realised sparsity over masked weights, and per tensor.
+    pub(super) fn realised(&self) -> (f64, Vec<LayerSparsity>) {
+        let targets = self.sparsifier.targets(self.step);
+        let (mut zeros, mut total) = (0usize, 0usize);
+        let layers = targets
+            .iter()
+            .map(|&(i, target)| {
+                let p = &self.params[i];
+                let z = count_zeros(p.effective());
+                zeros += z;
+                total += p.raw.len();
+                LayerSparsity {
+                    name: p.spec.name.clone(),
+                    target,
+                    realised: z as f64 / p.raw.len().max(1) as f64,
+                    numel: p.raw.len(),
+                }
+            })
+            .collect();
+        (zeros as f64 / total.max(1) as f64, layers)
+    }
+
+    pub(super) fn finish(mut self, epochs_run: u64) -> Result<RunSummary, RunError> {
+        let train_seconds = self.started.elapsed().as_secs_f64();
+        let (test_accuracy, test_loss) = self.evaluate(&self.data.test);
+        let val_accuracy = self.data.val.as_ref().map(|v| self.evaluate(v).0);
+        let (sparsity, layers) = self.realised();
+        let density = |name: &str| {
+            self.params
+                .iter()
+                .find(|p| p.spec.name == name)
+                .map_or(1.0, |p| 1.0 - count_zeros(p.effective()) as f64 / p.raw.len().max(1) as f64)
+        };
+        let (flops_dense, flops_sparse) = flops(&self.plan.model, &density);
+        let params_dense = self.params.iter().map(|p| p.raw.len()).sum();
+        let params_nonzero = self.params.iter().map(|p| p.raw.len() - count_zeros(p.effective())).sum();
+        let epochs = self.step as f64 / self.steps_per_epoch as f64;
+        let summary = RunSummary {
+            recipe: self.plan.recipe.clone(),
+            test_accuracy,
+            test_loss,
+            val_accuracy,
+            sparsity,
+            layers,
+            params_dense,
+            params_nonzero,
+            flops_dense,
+            flops_sparse,
+            epochs: epochs_run,
+            steps: self.step,
+            threads: self.threads,
+            seconds: train_seconds,
+            seconds_per_epoch: if epochs > 0.0 { train_seconds / epochs } else { 0.0 },
+            final_train_loss: self.losses.last().copied().unwrap_or(f32::NAN) as f64,
+            losses: std::mem::take(&mut self.losses),
+        };
+        self.save(&summary)?;
+        if !self.opts.quiet {
+            print!("{}", text_report(&summary));
+        }
+        Ok(summary)
+    }
+
+    /// Effective weights and batchnorm running statistics, as `file` in the run directory.
+    pub(super) fn save_weights(&self, file: &str) -> Result<(), RunError> {
+        let mut weights: Vec<Named> =
+            self.params.iter().map(|p| (p.spec.name.clone(), p.spec.shape.clone(), p.effective())).collect();
+        for (name, stats) in &self.net.bn {
+            let n = stats.mean.len();
+            weights.push((format!("{name}.running_mean"), vec![n], &stats.mean));
+            weights.push((format!("{name}.running_var"), vec![n], &stats.var));
+        }
+        self.rundir.write_tensors(file, &weights).map_err(RunError::io(self.rundir.path.join(file)))
+    }
+
+    fn save(&self, summary: &RunSummary) -> Result<(), RunError> {
+        let dir = &self.rundir;
+        let err = |f: &str| RunError::io(dir.path.join(f));
+        self.save_weights("weights.safetensors")?;
+        // Under soft thresholding the realised mask is where the effective weight survives.
+        let soft = matches!(self.sparsifier.rule, Rule::Soft { .. });
+        let masks: Vec<(String, Vec<usize>, Vec<f32>)> = self
+            .params
+            .iter()
+            .filter(|p| !p.mask.is_empty())
+            .map(|p| {
+                let m =
+                    if soft { p.effective().iter().map(|w| f32::from(*w != 0.0)).collect() } else { p.mask.clone() };
+                (p.spec.name.clone(), p.spec.shape.clone(), m)
+            })
+            .collect();
+        let masks: Vec<Named> = masks.iter().map(|(n, s, m)| (n.clone(), s.clone(), &m[..])).collect();
+        dir.write_tensors("masks.safetensors", &masks).map_err(err("masks.safetensors"))?;
+        dir.write_summary(summary).map_err(err("summary.json"))
+    }
+}

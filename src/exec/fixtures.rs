@@ -1,0 +1,103 @@
+//! Test fixtures: small plans built in Rust and a seeded synthetic data set.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::{DataSet, Split};
+use crate::diagnostics::Span;
+use crate::ir::plan::*;
+
+fn layer(name: &str, kind: LayerKind, input: Vec<usize>, output: Vec<usize>) -> Layer {
+    Layer { name: name.into(), kind, input, output, span: Span::default() }
+}
+
+fn param(layer: &str, suffix: &str, kind: ParamKind, shape: Vec<usize>) -> Param {
+    let masked = kind == ParamKind::Weight;
+    Param { name: format!("{layer}.{suffix}"), layer: layer.into(), kind, shape, masked, target: None }
+}
+
+/// `flatten`, then `dense` layers with ReLU between them.
+pub fn mlp(input: [usize; 3], widths: &[usize]) -> Model {
+    let mut n: usize = input.iter().product();
+    let mut layers = vec![layer("flatten", LayerKind::Flatten, input.to_vec(), vec![n])];
+    let mut params = Vec::new();
+    for (i, &w) in widths.iter().enumerate() {
+        let name = format!("fc{}", i + 1);
+        layers.push(layer(&name, LayerKind::Dense { out: w, bias: true }, vec![n], vec![w]));
+        params.push(param(&name, "weight", ParamKind::Weight, vec![w, n]));
+        params.push(param(&name, "bias", ParamKind::Bias, vec![w]));
+        if i + 1 < widths.len() {
+            layers.push(layer(&format!("relu{}", i + 1), LayerKind::Act(Activation::Relu), vec![w], vec![w]));
+        }
+        n = w;
+    }
+    Model { name: "custom".into(), input, classes: n, layers, params, span: Span::default() }
+}
+
+pub fn plan(model: Model, sparsity: Sparsity, train: Train) -> Plan {
+    Plan {
+        recipe: "golden".into(),
+        span: Span::default(),
+        seed: 0,
+        data: DataSpec {
+            dataset: Dataset::SyntheticDigits { train: 0, test: 0 },
+            path: None,
+            val: 0,
+            augment: vec![],
+            span: Span::default(),
+        },
+        model,
+        sparsity,
+        techniques: vec![],
+        train,
+        output: Output { dir: "runs/golden".into(), checkpoint_every: None, plots: false },
+        kernels: vec![],
+    }
+}
+
+pub fn sparsity(target: f64, schedule: Schedule, update: Update) -> Sparsity {
+    Sparsity {
+        target,
+        distribution: Distribution::Global,
+        dense: vec![],
+        overrides: vec![],
+        mask: MaskMethod::Dense,
+        schedule,
+        update,
+        freeze_at: None,
+        span: Span::default(),
+    }
+}
+
+pub fn sgd_train(epochs: u64, batch: usize, lr: f64) -> Train {
+    Train {
+        epochs,
+        batch,
+        optimizer: Optimizer::Sgd { lr, momentum: 0.9, nesterov: false, weight_decay: 1e-4 },
+        lr: LrSchedule::Constant,
+        loss: Loss::CrossEntropy,
+        clip_grad_norm: None,
+        eval_every: 1,
+    }
+}
+
+/// Gaussian blobs around one random centre per class.
+pub fn blobs(shape: [usize; 3], classes: usize, train: usize, test: usize, seed: u64) -> DataSet {
+    let n: usize = shape.iter().product();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let centres: Vec<Vec<f32>> = (0..classes).map(|_| (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()).collect();
+    let mut split = |len: usize| {
+        let labels: Vec<u8> = (0..len).map(|i| (i % classes) as u8).collect();
+        let images = labels
+            .iter()
+            .flat_map(|&l| centres[l as usize].iter().map(|c| c + rng.gen_range(-0.8..0.8)).collect::<Vec<_>>())
+            .collect();
+        Split { images, labels, len }
+    };
+    let (train, test) = (split(train), split(test));
+    DataSet { name: "blobs".into(), shape, classes, train, val: None, test, files: vec![], note: None }
+}
+
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("sprsc-{name}-{}", std::process::id()))
+}

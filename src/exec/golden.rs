@@ -1,0 +1,274 @@
+//! Golden tests of the engine on tiny plans: loss trajectory, exact sparsity on schedule,
+//! mask invariants after every step, determinism, run outputs, and clean errors.
+
+use dfdx::prelude::{AsArray, Backward, Cpu, TensorFromVec, Trace};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::fixtures::{blobs, mlp, plan, sgd_train, sparsity, temp_dir};
+use super::net::{Mode, Net};
+use super::ops::loss::cross_entropy;
+use super::ops::testing::{assert_close, random};
+use super::train::Trainer;
+use super::{run, RunOptions};
+use crate::data::epoch_order;
+use crate::diagnostics::Span;
+use crate::ir::plan::*;
+use crate::sparsity::mask::count_zeros;
+
+fn opts(name: &str) -> RunOptions {
+    RunOptions { out_dir: Some(temp_dir(name)), threads: Some(1), quiet: true, max_steps: None }
+}
+
+fn cubic_every_step() -> Schedule {
+    Schedule::Cubic { start: Time::Steps(2), end: Time::Steps(30), every: Time::Steps(1) }
+}
+
+/// GMP written out independently of `sparsity::schedule`.
+fn gmp(t: u64, target: f64) -> f64 {
+    let f = (t.clamp(2, 30) - 2) as f64 / 28.0;
+    target * (1.0 - (1.0 - f).powi(3))
+}
+
+fn golden_plan(update: Update) -> Plan {
+    plan(mlp([1, 4, 4], &[24, 12, 3]), sparsity(0.9, cubic_every_step(), update), sgd_train(4, 16, 0.1))
+}
+
+#[test]
+fn hard_cubic_sparsity_is_exact_and_masks_hold_after_every_step() {
+    let (p, data) = (golden_plan(Update::Hard), blobs([1, 4, 4], 3, 192, 60, 1));
+    let o = opts("hard-steps");
+    let mut tr = Trainer::new(&p, &data, &o, 1).unwrap();
+    for epoch in 0..4 {
+        for idx in epoch_order(192, 0, epoch).chunks_exact(16) {
+            let t = tr.step;
+            tr.train_step(idx).unwrap();
+            // The pool of all masked weights holds exactly round(s_t * n) zeros.
+            let masked: Vec<_> = tr.params.iter().filter(|q| !q.mask.is_empty()).collect();
+            let n: usize = masked.iter().map(|q| q.raw.len()).sum();
+            let zeros: usize = masked.iter().map(|q| count_zeros(&q.mask)).sum();
+            assert_eq!(zeros, (gmp(t, 0.9) * n as f64).round() as usize, "step {t}");
+            for q in masked {
+                for ((w, m), b) in q.raw.iter().zip(&q.mask).zip(&q.m1) {
+                    if *m == 0.0 {
+                        assert_eq!((*w, *b), (0.0, 0.0), "step {t}: pruned weight or momentum");
+                    }
+                }
+            }
+        }
+    }
+    let (s, _) = tr.realised();
+    assert_eq!(s, (0.9f64 * 708.0).round() / 708.0);
+}
+
+#[test]
+fn soft_threshold_sparsity_is_exact_on_effective_weights() {
+    let update = Update::SoftThreshold {
+        ste: Ste::Dense,
+        rescale: true,
+        scope: Scope::Global,
+        sigma: false,
+        kernel: "soft_threshold".into(),
+    };
+    let (p, data) = (golden_plan(update), blobs([1, 4, 4], 3, 192, 60, 1));
+    let o = opts("soft-steps");
+    let mut tr = Trainer::new(&p, &data, &o, 1).unwrap();
+    for idx in epoch_order(192, 0, 0).chunks_exact(16).chain(epoch_order(192, 0, 1).chunks_exact(16)) {
+        let t = tr.step;
+        tr.train_step(idx).unwrap();
+        // Effective weights used by step t were prepared at sparsity s_t.
+        let n: usize = tr.params.iter().filter(|q| !q.eff.is_empty()).map(|q| q.eff.len()).sum();
+        let zeros: usize = tr.params.iter().filter(|q| !q.eff.is_empty()).map(|q| count_zeros(&q.eff)).sum();
+        assert_eq!(zeros, (gmp(t, 0.9) * n as f64).round() as usize, "step {t}");
+        // Dense STE: raw weights under the threshold keep moving (not re-masked).
+        assert!(tr.params.iter().filter(|q| !q.eff.is_empty()).all(|q| count_zeros(&q.raw) == 0));
+    }
+}
+
+/// Recorded with this code (1 thread); guards the whole step against silent changes.
+const GOLDEN_LOSSES: [(usize, f32); 5] = [(0, 1.33688), (5, 0.69736), (15, 0.011636), (30, 0.052148), (47, 0.0011861)];
+
+#[test]
+fn loss_trajectory_matches_recorded_values_and_runs_are_deterministic() {
+    let (p, data) = (golden_plan(Update::Hard), blobs([1, 4, 4], 3, 192, 60, 1));
+    let a = run(&p, &data, &opts("golden-a")).unwrap();
+    let b = run(&p, &data, &opts("golden-b")).unwrap();
+    assert_eq!(a.losses, b.losses);
+    assert_eq!(a.test_accuracy, b.test_accuracy);
+    assert_eq!(a.losses.len(), 48);
+    for (i, want) in GOLDEN_LOSSES {
+        assert!((a.losses[i] - want).abs() < 1e-3 * want.max(1.0) + 1e-5, "step {i}: {} vs {want}", a.losses[i]);
+    }
+    assert!(a.test_accuracy > 0.9, "accuracy {}", a.test_accuracy);
+    assert!((a.sparsity - 0.9).abs() < 1e-3);
+    for l in &a.layers {
+        assert!((l.realised - l.target).abs() < 0.5 / l.numel as f64 + 1e-9 || l.target > 0.0);
+    }
+    let dir = temp_dir("golden-a");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert!(summary["test_accuracy"].is_number() && summary["sparsity"].is_number() && summary["layers"].is_array());
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 4);
+    let masks = std::fs::read(dir.join("masks.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&masks).unwrap();
+    let fc1 = st.tensor("fc1.weight").unwrap();
+    assert_eq!(fc1.shape(), &[24, 16]);
+    assert!(std::fs::metadata(dir.join("weights.safetensors")).is_ok());
+}
+
+#[test]
+fn two_threads_are_deterministic_too() {
+    let (p, data) = (golden_plan(Update::Hard), blobs([1, 4, 4], 3, 192, 60, 1));
+    let o = RunOptions { threads: Some(2), max_steps: Some(12), ..opts("threads2") };
+    assert_eq!(run(&p, &data, &o).unwrap().losses, run(&p, &data, &o).unwrap().losses);
+}
+
+#[test]
+fn unsupported_features_and_bad_inputs_are_clean_errors() {
+    let data = blobs([1, 4, 4], 3, 192, 60, 1);
+    let span = Span::new(0, 10, 20);
+    let mut p = golden_plan(Update::Hard);
+    p.sparsity.span = span;
+    p.sparsity.mask = MaskMethod::Snip { batches: 1 };
+    let e = run(&p, &data, &opts("err")).unwrap_err();
+    assert_eq!((e.code(), e.span()), ("E0701", Some(span)));
+    assert!(e.to_string().contains("snip"));
+    let mut p = golden_plan(Update::Hard);
+    p.sparsity.schedule =
+        Schedule::Cyclic { cycles: 2, length: Time::Epochs(1.0), peak: 3.0, shape: CycleShape::Cosine };
+    assert_eq!(run(&p, &data, &opts("err")).unwrap_err().code(), "E0701");
+    let mut p = golden_plan(Update::Hard);
+    p.techniques.push(Technique::GradInit { iters: 1, lr: 0.1, eta: 0.1, min_scale: 0.01, span });
+    assert_eq!(run(&p, &data, &opts("err")).unwrap_err().span(), Some(span));
+    let other = blobs([1, 5, 5], 3, 192, 60, 1);
+    assert_eq!(run(&golden_plan(Update::Hard), &other, &opts("err")).unwrap_err().code(), "E0703");
+    let mut p = golden_plan(Update::Hard);
+    p.train.batch = 1000;
+    assert_eq!(run(&p, &data, &opts("err")).unwrap_err().code(), "E0705");
+    let mut p = golden_plan(Update::Hard);
+    p.train.optimizer = Optimizer::Sgd { lr: 1e30, momentum: 0.9, nesterov: false, weight_decay: 0.0 };
+    assert_eq!(run(&p, &data, &opts("err")).unwrap_err().code(), "E0702");
+}
+
+fn conv_model() -> Model {
+    let l = |name: &str, kind, input: Vec<usize>, output: Vec<usize>| Layer {
+        name: name.into(),
+        kind,
+        input,
+        output,
+        span: Span::default(),
+    };
+    let conv = |out, k, pad| LayerKind::Conv { out, kernel: k, stride: 1, padding: pad, bias: false };
+    let bn = LayerKind::BatchNorm { eps: 1e-5, momentum: 0.1 };
+    let layers = vec![
+        l(
+            "conv1",
+            LayerKind::Conv { out: 4, kernel: 3, stride: 1, padding: 1, bias: true },
+            vec![2, 6, 6],
+            vec![4, 6, 6],
+        ),
+        l("bn1", bn.clone(), vec![4, 6, 6], vec![4, 6, 6]),
+        l("act1", LayerKind::Act(Activation::Swish), vec![4, 6, 6], vec![4, 6, 6]),
+        l(
+            "block",
+            LayerKind::Residual {
+                body: vec![
+                    l("block.conv", conv(5, 3, 1), vec![4, 6, 6], vec![5, 6, 6]),
+                    l("block.bn", bn, vec![5, 6, 6], vec![5, 6, 6]),
+                ],
+                shortcut: vec![l("block.short", conv(5, 1, 0), vec![4, 6, 6], vec![5, 6, 6])],
+            },
+            vec![4, 6, 6],
+            vec![5, 6, 6],
+        ),
+        l("pool", LayerKind::MaxPool { size: 2, stride: 2 }, vec![5, 6, 6], vec![5, 3, 3]),
+        l("avg", LayerKind::AvgPool { size: 2, stride: 1 }, vec![5, 3, 3], vec![5, 2, 2]),
+        l("gap", LayerKind::GlobalAvgPool, vec![5, 2, 2], vec![5]),
+        l("fc", LayerKind::Dense { out: 3, bias: true }, vec![5], vec![3]),
+    ];
+    let p = |name: &str, kind, shape: Vec<usize>| Param {
+        name: name.into(),
+        layer: name.split('.').next().unwrap_or_default().into(),
+        kind,
+        shape,
+        masked: false,
+        target: None,
+    };
+    let params = vec![
+        p("conv1.weight", ParamKind::Weight, vec![4, 2, 3, 3]),
+        p("conv1.bias", ParamKind::Bias, vec![4]),
+        p("bn1.scale", ParamKind::BnScale, vec![4]),
+        p("bn1.shift", ParamKind::BnShift, vec![4]),
+        p("block.conv.weight", ParamKind::Weight, vec![5, 4, 3, 3]),
+        p("block.bn.scale", ParamKind::BnScale, vec![5]),
+        p("block.bn.shift", ParamKind::BnShift, vec![5]),
+        p("block.short.weight", ParamKind::Weight, vec![5, 4, 1, 1]),
+        p("fc.weight", ParamKind::Weight, vec![3, 5]),
+        p("fc.bias", ParamKind::Bias, vec![3]),
+    ];
+    Model { name: "custom".into(), input: [2, 6, 6], classes: 3, layers, params, span: Span::default() }
+}
+
+/// Loss of the whole conv/bn/residual/pool network, and every parameter's gradient.
+fn net_loss(model: &Model, values: &[Vec<f32>], x: &[f32], labels: &[usize]) -> (f32, Vec<Vec<f32>>) {
+    let dev = Cpu::default();
+    let mut net = Net::build(model, &dev).unwrap();
+    for (t, v) in net.params.iter_mut().zip(values) {
+        t.copy_from(v);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let xt = dev.tensor_from_vec(x.to_vec(), (labels.len(), 72)).leaky_traced();
+    let logits = net.forward(xt, &mut Mode { train: true, rng: &mut rng });
+    let (loss, _) = cross_entropy(logits, labels, None);
+    let value = loss.array();
+    let mut grads = loss.backward();
+    let g = net.params.iter().map(|t| t.grad(&mut grads).unwrap().to_vec()).collect();
+    (value, g)
+}
+
+#[test]
+fn network_gradients_match_finite_differences() {
+    let model = conv_model();
+    let values: Vec<Vec<f32>> =
+        model.params.iter().enumerate().map(|(i, p)| random(p.numel(), 20 + i as u64)).collect();
+    let (x, labels) = (random(3 * 72, 5), [0, 2, 1]);
+    let (_, grads) = net_loss(&model, &values, &x, &labels);
+    for (pi, g) in grads.iter().enumerate() {
+        let picks: Vec<usize> = (0..g.len()).step_by(g.len().div_ceil(4)).collect();
+        let numeric: Vec<f32> = picks
+            .iter()
+            .map(|&j| {
+                let h = 1e-2;
+                let mut v = values.clone();
+                v[pi][j] += h;
+                let up = net_loss(&model, &v, &x, &labels).0;
+                v[pi][j] -= 2.0 * h;
+                let down = net_loss(&model, &v, &x, &labels).0;
+                (up - down) / (2.0 * h)
+            })
+            .collect();
+        let analytic: Vec<f32> = picks.iter().map(|&j| g[j]).collect();
+        assert_close(&analytic, &numeric, 3e-2);
+    }
+}
+
+#[test]
+fn conv_network_trains_with_adam() {
+    let model = conv_model();
+    let mut train = sgd_train(3, 8, 0.01);
+    train.optimizer =
+        Optimizer::Adam { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, decoupled: true };
+    train.lr = LrSchedule::Cosine { warmup: Time::Steps(3) };
+    let mut p = plan(model, sparsity(0.0, Schedule::Constant, Update::Hard), train);
+    p.output.checkpoint_every = Some(1);
+    let data = blobs([2, 6, 6], 3, 96, 30, 2);
+    let s = run(&p, &data, &opts("conv")).unwrap();
+    let first: f32 = s.losses[..4].iter().sum::<f32>() / 4.0;
+    let last: f32 = s.losses[s.losses.len() - 4..].iter().sum::<f32>() / 4.0;
+    assert!(last < first * 0.7, "loss {first} -> {last}");
+    assert!(s.flops_dense > 0 && s.flops_dense == s.flops_sparse);
+    for e in [1, 2] {
+        assert!(temp_dir("conv").join(format!("weights-epoch{e}.safetensors")).exists());
+    }
+}

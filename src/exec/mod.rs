@@ -1,0 +1,54 @@
+//! The training engine: runs a `Plan` on a loaded `DataSet` with dfdx CPU tensors.
+//! In: [`Plan`], [`DataSet`], [`RunOptions`]. Out: [`RunSummary`] plus the run directory.
+//! All dfdx use lives in this module; nothing outside it names a dfdx type.
+//!
+//! Layout: `ops/` custom ops with backward passes, `net` the layer tree, `params` the
+//! engine-owned buffers, `update` the per-parameter update rules, `sparsify` masks and
+//! thresholds per step, `lr` learning-rate schedules, `train` the loop, `error` [`RunError`].
+
+pub mod error;
+mod finish;
+pub mod lr;
+pub mod net;
+pub mod ops;
+pub mod params;
+pub mod sparsify;
+mod train;
+pub mod update;
+
+use std::path::PathBuf;
+
+pub use error::RunError;
+
+use crate::data::DataSet;
+use crate::ir::plan::Plan;
+use crate::report::RunSummary;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunOptions {
+    /// Run directory; `None` uses the plan's `output.dir`.
+    pub out_dir: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    pub threads: Option<usize>,
+    /// No progress bar and no printed report.
+    pub quiet: bool,
+    /// Stop after this many steps (tests).
+    pub max_steps: Option<u64>,
+}
+
+/// Trains `plan` on `data`, evaluates, and writes the run directory.
+pub fn run(plan: &Plan, data: &DataSet, opts: &RunOptions) -> Result<RunSummary, RunError> {
+    let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // dfdx's matmul and our ops use rayon's current pool, so installing a local pool fixes
+    // the thread count (and with it the summation order) for the whole run.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| RunError::Io { path: "<thread pool>".into(), source: std::io::Error::other(e) })?;
+    pool.install(|| train::Trainer::new(plan, data, opts, threads)?.run())
+}
+
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod golden;

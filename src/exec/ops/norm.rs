@@ -1,0 +1,165 @@
+//! Batch normalisation per channel. In: `(batch, c*hw)`, scale and shift `(c,)`, running
+//! statistics owned by the engine. Out: `(batch, c*hw)`. Training uses the batch statistics
+//! and updates the running ones (PyTorch convention: `run = (1-m) run + m batch`, unbiased
+//! variance); evaluation uses the running statistics.
+
+use dfdx::prelude::*;
+
+use super::{add_into, read, with_backward, Tensor1, Tensor2};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BnGeom {
+    pub c: usize,
+    pub hw: usize,
+    pub eps: f32,
+    pub momentum: f32,
+}
+
+/// Running mean and variance of one batchnorm layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BnStats {
+    pub mean: Vec<f32>,
+    pub var: Vec<f32>,
+}
+
+impl BnStats {
+    pub fn new(c: usize) -> BnStats {
+        BnStats { mean: vec![0.0; c], var: vec![1.0; c] }
+    }
+}
+
+/// Per-channel mean and biased variance over batch and positions (accumulated in f64).
+fn batch_stats(xs: &[f32], batch: usize, g: &BnGeom) -> (Vec<f32>, Vec<f32>) {
+    let n = (batch * g.hw) as f64;
+    let mut sum = vec![0.0f64; g.c];
+    let mut sq = vec![0.0f64; g.c];
+    for (i, plane) in xs.chunks(g.hw).enumerate() {
+        let ch = i % g.c;
+        for &v in plane {
+            sum[ch] += v as f64;
+            sq[ch] += (v as f64) * (v as f64);
+        }
+    }
+    let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+    let var = sq.iter().zip(&mean).map(|(q, m)| (q / n - m * m).max(0.0) as f32).collect();
+    (mean.into_iter().map(|m| m as f32).collect(), var)
+}
+
+pub fn batch_norm<T: Tape<f32, Cpu>>(
+    x: Tensor2<T>,
+    scale: &Tensor1,
+    shift: &Tensor1,
+    g: BnGeom,
+    stats: &mut BnStats,
+    train: bool,
+) -> Tensor2<T> {
+    let (x, tape) = x.split_tape();
+    let batch = x.shape().0;
+    let xs = read(&x);
+    let (gamma, beta) = (read(scale), read(shift));
+    let (mean, var) = if train {
+        let (mean, var) = batch_stats(&xs, batch, &g);
+        let n = (batch * g.hw) as f32;
+        let unbias = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
+        for ch in 0..g.c {
+            stats.mean[ch] = (1.0 - g.momentum) * stats.mean[ch] + g.momentum * mean[ch];
+            stats.var[ch] = (1.0 - g.momentum) * stats.var[ch] + g.momentum * var[ch] * unbias;
+        }
+        (mean, var)
+    } else {
+        (stats.mean.clone(), stats.var.clone())
+    };
+    let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + g.eps).sqrt()).collect();
+    let mut xhat = xs;
+    let mut y = vec![0.0; xhat.len()];
+    for (i, (xp, yp)) in xhat.chunks_mut(g.hw).zip(y.chunks_mut(g.hw)).enumerate() {
+        let ch = i % g.c;
+        for (xv, yv) in xp.iter_mut().zip(yp) {
+            *xv = (*xv - mean[ch]) * inv_std[ch];
+            *yv = gamma[ch] * *xv + beta[ch];
+        }
+    }
+    let out = x.device().tensor_from_vec(y, (batch, g.c * g.hw));
+    let (xg, sg, bg) = (x.ghost(), scale.ghost(), shift.ghost());
+    with_backward(out, tape, move |gy, grads| {
+        let (mut dgamma, mut dbeta) = (vec![0.0f32; g.c], vec![0.0f32; g.c]);
+        for (i, (xp, gp)) in xhat.chunks(g.hw).zip(gy.chunks(g.hw)).enumerate() {
+            let ch = i % g.c;
+            for (xv, gv) in xp.iter().zip(gp) {
+                dgamma[ch] += gv * xv;
+                dbeta[ch] += gv;
+            }
+        }
+        let dx = grads.get_or_alloc_mut(&xg)?;
+        let n = (batch * g.hw) as f32;
+        for (i, ((dp, xp), gp)) in dx.chunks_mut(g.hw).zip(xhat.chunks(g.hw)).zip(gy.chunks(g.hw)).enumerate() {
+            let ch = i % g.c;
+            let k = gamma[ch] * inv_std[ch];
+            for ((d, xv), gv) in dp.iter_mut().zip(xp).zip(gp) {
+                *d += if train { k * (gv - (dbeta[ch] + xv * dgamma[ch]) / n) } else { k * gv };
+            }
+        }
+        add_into(grads.get_or_alloc_mut(&sg)?, &dgamma);
+        add_into(grads.get_or_alloc_mut(&bg)?, &dbeta);
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{assert_close, check_input_grad, numeric_grad, random};
+    use super::*;
+
+    const G: BnGeom = BnGeom { c: 3, hw: 5, eps: 1e-5, momentum: 0.1 };
+
+    #[test]
+    fn train_forward_normalises_and_updates_running_stats() {
+        let dev = Cpu::default();
+        let batch = 4;
+        let x = random(batch * 15, 7);
+        let ones: Tensor1 = dev.tensor_from_vec(vec![1.0; 3], (3,));
+        let zeros: Tensor1 = dev.tensor_from_vec(vec![0.0; 3], (3,));
+        let mut stats = BnStats::new(3);
+        let xt: Tensor2 = dev.tensor_from_vec(x.clone(), (batch, 15));
+        let y = read(&batch_norm(xt, &ones, &zeros, G, &mut stats, true));
+        for ch in 0..3 {
+            let vals: Vec<f32> = (0..batch).flat_map(|b| x[b * 15 + ch * 5..b * 15 + ch * 5 + 5].to_vec()).collect();
+            let ys: Vec<f32> = (0..batch).flat_map(|b| y[b * 15 + ch * 5..b * 15 + ch * 5 + 5].to_vec()).collect();
+            let m = vals.iter().sum::<f32>() / 20.0;
+            let v = vals.iter().map(|a| (a - m) * (a - m)).sum::<f32>() / 20.0;
+            assert!((ys.iter().sum::<f32>() / 20.0).abs() < 1e-5);
+            assert!((stats.mean[ch] - 0.1 * m).abs() < 1e-6);
+            assert!((stats.var[ch] - (0.9 + 0.1 * v * 20.0 / 19.0)).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences_in_both_modes() {
+        let dev = Cpu::default();
+        let gamma = random(3, 8);
+        let beta = random(3, 9);
+        let st: Tensor1 = dev.tensor_from_vec(gamma.clone(), (3,));
+        let sh: Tensor1 = dev.tensor_from_vec(beta.clone(), (3,));
+        let x = random(4 * 15, 10);
+        for train in [true, false] {
+            let run = BnStats { mean: random(3, 11), var: vec![0.5, 1.5, 2.0] };
+            let f = |x| batch_norm(x, &st, &sh, G, &mut run.clone(), train);
+            let g = |x| batch_norm(x, &st, &sh, G, &mut run.clone(), train);
+            let (a, n) = check_input_grad(&x, (4, 15), f, g);
+            assert_close(&a, &n, 2e-2);
+        }
+        // Scale gradient in training mode.
+        let r = random(60, 12);
+        let xt: Tensor2 = dev.tensor_from_vec(x.clone(), (4, 15));
+        let rt: Tensor2 = dev.tensor_from_vec(r.clone(), (4, 15));
+        let y = batch_norm(xt.leaky_trace(), &st, &sh, G, &mut BnStats::new(3), true);
+        let grads = (y * rt).sum::<(), _>().backward();
+        let loss = |gm: &[f32]| -> f64 {
+            let s: Tensor1 = dev.tensor_from_vec(gm.to_vec(), (3,));
+            let xt: Tensor2 = dev.tensor_from_vec(x.clone(), (4, 15));
+            let y = read(&batch_norm(xt, &s, &sh, G, &mut BnStats::new(3), true));
+            y.iter().zip(&r).map(|(a, b)| (*a * *b) as f64).sum()
+        };
+        assert_close(&grads.get(&st).as_vec(), &numeric_grad(&gamma, loss), 1e-2);
+    }
+}

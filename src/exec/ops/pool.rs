@@ -1,0 +1,159 @@
+//! Pooling: max and average over `size x size` windows with a stride (no padding), and global
+//! average pooling. In: `(batch, c*h*w)`. Out: `(batch, c*oh*ow)` or `(batch, c)`.
+
+use dfdx::prelude::*;
+
+use super::{read, with_backward, Tensor2};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolGeom {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub size: usize,
+    pub stride: usize,
+}
+
+impl PoolGeom {
+    pub fn oh(&self) -> usize {
+        (self.h - self.size) / self.stride + 1
+    }
+    pub fn ow(&self) -> usize {
+        (self.w - self.size) / self.stride + 1
+    }
+    pub fn in_len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+    pub fn out_len(&self) -> usize {
+        self.c * self.oh() * self.ow()
+    }
+
+    /// Calls `f(output index, input index)` for every window element, in order.
+    fn for_each(&self, batch: usize, mut f: impl FnMut(usize, usize)) {
+        let (oh, ow) = (self.oh(), self.ow());
+        for plane in 0..batch * self.c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let o = (plane * oh + oy) * ow + ox;
+                    for i in 0..self.size {
+                        let row = (plane * self.h + oy * self.stride + i) * self.w;
+                        for j in 0..self.size {
+                            f(o, row + ox * self.stride + j);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Max pooling; the first maximum of a window takes the gradient.
+pub fn max_pool<T: Tape<f32, Cpu>>(x: Tensor2<T>, g: PoolGeom) -> Tensor2<T> {
+    let (x, tape) = x.split_tape();
+    let batch = x.shape().0;
+    let xs = read(&x);
+    let mut y = vec![f32::NEG_INFINITY; batch * g.out_len()];
+    let mut arg = vec![usize::MAX; y.len()];
+    g.for_each(batch, |o, i| {
+        if arg[o] == usize::MAX || xs[i] > y[o] {
+            y[o] = xs[i];
+            arg[o] = i;
+        }
+    });
+    let out = x.device().tensor_from_vec(y, (batch, g.out_len()));
+    let xg = x.ghost();
+    with_backward(out, tape, move |gy, grads| {
+        let dx = grads.get_or_alloc_mut(&xg)?;
+        for (o, &i) in arg.iter().enumerate() {
+            dx[i] += gy[o];
+        }
+        Ok(())
+    })
+}
+
+/// Average pooling over full windows.
+pub fn avg_pool<T: Tape<f32, Cpu>>(x: Tensor2<T>, g: PoolGeom) -> Tensor2<T> {
+    let (x, tape) = x.split_tape();
+    let batch = x.shape().0;
+    let xs = read(&x);
+    let inv = 1.0 / (g.size * g.size) as f32;
+    let mut y = vec![0.0; batch * g.out_len()];
+    g.for_each(batch, |o, i| y[o] += xs[i] * inv);
+    let out = x.device().tensor_from_vec(y, (batch, g.out_len()));
+    let xg = x.ghost();
+    with_backward(out, tape, move |gy, grads| {
+        let dx = grads.get_or_alloc_mut(&xg)?;
+        g.for_each(batch, |o, i| dx[i] += gy[o] * inv);
+        Ok(())
+    })
+}
+
+/// Mean over each channel's `hw` positions.
+pub fn global_avg_pool<T: Tape<f32, Cpu>>(x: Tensor2<T>, c: usize, hw: usize) -> Tensor2<T> {
+    let (x, tape) = x.split_tape();
+    let batch = x.shape().0;
+    let xs = read(&x);
+    let inv = 1.0 / hw as f32;
+    let y: Vec<f32> = xs.chunks(hw).map(|p| p.iter().sum::<f32>() * inv).collect();
+    let out = x.device().tensor_from_vec(y, (batch, c));
+    let xg = x.ghost();
+    with_backward(out, tape, move |gy, grads| {
+        let dx = grads.get_or_alloc_mut(&xg)?;
+        for (plane, g) in dx.chunks_mut(hw).zip(gy) {
+            plane.iter_mut().for_each(|d| *d += g * inv);
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{assert_close, check_input_grad, random};
+    use super::*;
+
+    const G: PoolGeom = PoolGeom { c: 2, h: 7, w: 5, size: 3, stride: 2 };
+
+    fn naive(x: &[f32], batch: usize, max: bool) -> Vec<f32> {
+        let mut y = Vec::new();
+        for plane in 0..batch * G.c {
+            for oy in 0..G.oh() {
+                for ox in 0..G.ow() {
+                    let win: Vec<f32> =
+                        (0..9).map(|t| x[(plane * G.h + oy * 2 + t / 3) * G.w + ox * 2 + t % 3]).collect();
+                    y.push(if max {
+                        win.iter().cloned().fold(f32::NEG_INFINITY, f32::max)
+                    } else {
+                        win.iter().sum::<f32>() / 9.0
+                    });
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn max_and_avg_forward_match_naive() {
+        let dev = Cpu::default();
+        let x = random(3 * G.in_len(), 5);
+        let t = || -> Tensor2 { dev.tensor_from_vec(x.clone(), (3, G.in_len())) };
+        assert_eq!(read(&max_pool(t(), G)), naive(&x, 3, true));
+        assert_close(&read(&avg_pool(t(), G)), &naive(&x, 3, false), 1e-6);
+        let gap = read(&global_avg_pool(t(), G.c, G.h * G.w));
+        let want: Vec<f32> = x.chunks(35).map(|p| p.iter().sum::<f32>() / 35.0).collect();
+        assert_close(&gap, &want, 1e-6);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        // Distinct, well separated values keep max pooling away from its kinks.
+        let x: Vec<f32> = (0..2 * G.in_len()).map(|i| ((i * 37) % 70) as f32 * 0.1).collect();
+        let shape = (2, G.in_len());
+        let (a, n) = check_input_grad(&x, shape, |x| max_pool(x, G), |x| max_pool(x, G));
+        assert_close(&a, &n, 1e-2);
+        let (a, n) = check_input_grad(&x, shape, |x| avg_pool(x, G), |x| avg_pool(x, G));
+        assert_close(&a, &n, 1e-2);
+        let gap = |x| global_avg_pool(x, G.c, G.h * G.w);
+        let (a, n) = check_input_grad(&x, shape, gap, |x| global_avg_pool(x, G.c, G.h * G.w));
+        assert_close(&a, &n, 1e-2);
+    }
+}

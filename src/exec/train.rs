@@ -1,0 +1,321 @@
+//! The training loop. In: plan, data, options. Out: trained buffers, metrics lines, summary.
+//! Each step: sparsify (masks or thresholds), write effective weights into the dfdx
+//! parameter tensors, forward, cross-entropy, backward, read gradients, clip, update.
+
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use dfdx::prelude::*;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::error::RunError;
+use super::lr::Lr;
+use super::net::{Mode, Net};
+use super::ops::loss::cross_entropy;
+use super::params::{self, ParamBuf};
+use super::sparsify::{Rule, Sparsifier};
+use super::update::{adam_hard, adam_raw, sgd_hard, sgd_raw, Adam, Sgd};
+use super::RunOptions;
+use crate::data::{epoch_order, fill_batch, DataSet};
+use crate::diagnostics::Span;
+use crate::ir::plan::{Optimizer, ParamKind, Plan, SmoothingStyle, Ste, Technique};
+use crate::report::{Metrics, RunDir, RunSummary};
+
+pub struct Trainer<'a> {
+    pub(super) plan: &'a Plan,
+    pub(super) data: &'a DataSet,
+    pub(super) opts: &'a RunOptions,
+    pub(super) threads: usize,
+    pub(super) dev: Cpu,
+    pub(super) net: Net,
+    pub(super) params: Vec<ParamBuf>,
+    pub(super) sparsifier: Sparsifier,
+    lr: Lr,
+    pub(super) steps_per_epoch: u64,
+    pub(super) total_steps: u64,
+    pub(super) step: u64,
+    rng_augment: ChaCha8Rng,
+    rng_dropout: ChaCha8Rng,
+    smoothing: Option<(f32, SmoothingStyle)>,
+    pub(super) losses: Vec<f32>,
+    pub(super) rundir: RunDir,
+    pub(super) started: Instant,
+}
+
+/// Rejects what this engine cannot run yet and what does not fit the data.
+fn check(plan: &Plan, data: &DataSet) -> Result<Option<(f32, SmoothingStyle)>, RunError> {
+    let mut smoothing = None;
+    for t in &plan.techniques {
+        let (name, span) = match t {
+            Technique::LabelSmoothing { alpha, style, .. } => {
+                smoothing = Some((*alpha as f32, *style));
+                continue;
+            }
+            Technique::GhostNeurons { span, .. } => ("ghost_neurons", span),
+            Technique::GhostSkip { span, .. } => ("ghost_skip", span),
+            Technique::GradInit { span, .. } => ("gradinit", span),
+            Technique::DyRelu { span, .. } => ("dyrelu", span),
+            Technique::WeightSharing { span, .. } => ("weight_sharing", span),
+        };
+        return Err(RunError::NotImplemented { what: format!("the technique `{name}`"), span: *span });
+    }
+    let m = &plan.model;
+    if m.input != data.shape || m.classes != data.classes {
+        let msg = format!(
+            "the model takes {:?} inputs and {} classes, `{}` has {:?} and {}",
+            m.input, m.classes, data.name, data.shape, data.classes
+        );
+        return Err(RunError::DataMismatch { msg, span: m.span });
+    }
+    let batch = plan.train.batch;
+    if batch == 0 || data.train.len < batch || plan.train.epochs == 0 {
+        let msg = format!("{} epochs of {} training examples in batches of {batch}", plan.train.epochs, data.train.len);
+        return Err(RunError::NoSteps { msg, span: plan.data.span });
+    }
+    Ok(smoothing)
+}
+
+impl<'a> Trainer<'a> {
+    pub fn new(
+        plan: &'a Plan,
+        data: &'a DataSet,
+        opts: &'a RunOptions,
+        threads: usize,
+    ) -> Result<Trainer<'a>, RunError> {
+        let smoothing = check(plan, data)?;
+        let steps_per_epoch = (data.train.len / plan.train.batch) as u64;
+        let total_steps = steps_per_epoch * plan.train.epochs;
+        let soft = matches!(plan.sparsity.update, crate::ir::plan::Update::SoftThreshold { .. });
+        let adam = matches!(plan.train.optimizer, Optimizer::Adam { .. });
+        let mut params = params::init(&plan.model.params, plan.seed, soft, adam);
+        let sparsifier = Sparsifier::new(plan, steps_per_epoch, total_steps, &mut params)?;
+        let dev = Cpu::default();
+        let net = Net::build(&plan.model, &dev)?;
+        let lr = Lr::new(&plan.train.lr, plan.train.optimizer.lr(), steps_per_epoch, total_steps);
+        let dir = opts.out_dir.clone().unwrap_or_else(|| plan.output.dir.clone().into());
+        let rundir = RunDir::create(&dir).map_err(RunError::io(&dir))?;
+        let rng = |stream| {
+            let mut r = ChaCha8Rng::seed_from_u64(plan.seed);
+            r.set_stream(stream);
+            r
+        };
+        Ok(Trainer {
+            plan,
+            data,
+            opts,
+            threads,
+            dev,
+            net,
+            params,
+            sparsifier,
+            lr,
+            steps_per_epoch,
+            total_steps,
+            step: 0,
+            rng_augment: rng(2),
+            rng_dropout: rng(3),
+            smoothing,
+            losses: Vec::new(),
+            rundir,
+            started: Instant::now(),
+        })
+    }
+
+    fn progress_bar(&self) -> ProgressBar {
+        let pb = ProgressBar::new(self.step_limit());
+        if self.opts.quiet || !std::io::stderr().is_terminal() {
+            pb.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}<{eta}] {msg}") {
+            pb.set_style(style);
+        }
+        pb
+    }
+
+    fn step_limit(&self) -> u64 {
+        self.opts.max_steps.map_or(self.total_steps, |m| m.min(self.total_steps))
+    }
+
+    pub fn run(mut self) -> Result<RunSummary, RunError> {
+        let pb = self.progress_bar();
+        let (batch, n) = (self.plan.train.batch, self.data.train.len);
+        let mut epochs_run = 0;
+        for epoch in 0..self.plan.train.epochs {
+            if self.step >= self.step_limit() {
+                break;
+            }
+            let order = epoch_order(n, self.plan.seed, epoch);
+            let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+            for idx in order.chunks_exact(batch) {
+                if self.step >= self.step_limit() {
+                    break;
+                }
+                let (loss, ok) = self.train_step(idx)?;
+                loss_sum += loss as f64;
+                correct += ok;
+                seen += idx.len();
+                pb.inc(1);
+                if self.step.is_multiple_of(10) {
+                    let s = self.sparsifier.targets(self.step).iter().map(|(_, s)| s).cloned().fold(0.0, f64::max);
+                    pb.set_message(format!(
+                        "loss {:.4} acc {:.1}% sparsity {:.1}%",
+                        loss,
+                        100.0 * correct as f64 / seen as f64,
+                        100.0 * s
+                    ));
+                }
+            }
+            epochs_run += 1;
+            let last = epoch + 1 == self.plan.train.epochs || self.step >= self.step_limit();
+            if (epoch + 1) % self.plan.train.eval_every.max(1) == 0 || last {
+                let steps = (seen / batch).max(1) as f64;
+                let m = self.metrics(epoch + 1, loss_sum / steps, correct as f64 / seen.max(1) as f64);
+                self.rundir.append_metrics(&m).map_err(RunError::io(self.rundir.path.join("metrics.jsonl")))?;
+            }
+            if let Some(every) = self.plan.output.checkpoint_every {
+                if (epoch + 1).is_multiple_of(every.max(1)) && !last {
+                    self.load_weights();
+                    self.save_weights(&format!("weights-epoch{}.safetensors", epoch + 1))?;
+                }
+            }
+        }
+        pb.finish_and_clear();
+        self.finish(epochs_run)
+    }
+
+    /// Evaluation line: accuracy on validation (or test when there is none).
+    fn metrics(&mut self, epoch: u64, train_loss: f64, train_accuracy: f64) -> Metrics {
+        let (val_accuracy, test_accuracy) = match &self.data.val {
+            Some(val) => (Some(self.evaluate(val).0), None),
+            None => (None, Some(self.evaluate(&self.data.test).0)),
+        };
+        Metrics {
+            epoch,
+            step: self.step,
+            train_loss,
+            train_accuracy,
+            val_accuracy,
+            test_accuracy,
+            sparsity: self.realised().0,
+            lr: self.lr.at(self.step.saturating_sub(1)),
+            seconds: self.started.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// Brings masks/thresholds to the current step and writes effective weights into dfdx.
+    pub(super) fn load_weights(&mut self) {
+        self.sparsifier.prepare(self.step, &mut self.params);
+        for (buf, t) in self.params.iter().zip(self.net.params.iter_mut()) {
+            t.copy_from(buf.effective());
+        }
+    }
+
+    /// One optimizer step on the examples `idx`; returns the loss and the number correct.
+    pub(super) fn train_step(&mut self, idx: &[usize]) -> Result<(f32, usize), RunError> {
+        self.load_weights();
+        let (shape, b) = (self.data.shape, idx.len());
+        let n: usize = shape.iter().product();
+        let (mut images, mut labels) = (vec![0.0; b * n], vec![0usize; b]);
+        let augment = &self.plan.data.augment;
+        fill_batch(&self.data.train, shape, idx, augment, &mut self.rng_augment, &mut images, &mut labels);
+        let x = self.dev.tensor_from_vec(images, (b, n)).leaky_traced();
+        let logits = self.net.forward(x, &mut Mode { train: true, rng: &mut self.rng_dropout });
+        let (loss, correct) = cross_entropy(logits, &labels, self.smoothing);
+        let value = loss.array();
+        if !value.is_finite() {
+            let epoch = self.step / self.steps_per_epoch;
+            return Err(RunError::NonFiniteLoss { value, step: self.step, epoch, span: self.blame_span() });
+        }
+        let mut grads = loss.backward();
+        for (buf, t) in self.params.iter_mut().zip(&self.net.params) {
+            let g = t
+                .grad(&mut grads)
+                .map_err(|e| RunError::Plan { msg: format!("gradient: {e:?}"), span: self.plan.span })?;
+            buf.grad.copy_from_slice(g);
+        }
+        drop(grads);
+        self.clip_gradients();
+        self.update();
+        self.losses.push(value);
+        self.step += 1;
+        Ok((value, correct))
+    }
+
+    /// The recipe line to blame for a diverging loss: a technique if any (they change the
+    /// loss landscape), else the recipe (the plan carries no span for `train`).
+    fn blame_span(&self) -> Span {
+        self.plan
+            .techniques
+            .iter()
+            .map(|t| match t {
+                Technique::GhostNeurons { span, .. }
+                | Technique::GhostSkip { span, .. }
+                | Technique::LabelSmoothing { span, .. }
+                | Technique::GradInit { span, .. }
+                | Technique::DyRelu { span, .. }
+                | Technique::WeightSharing { span, .. } => *span,
+            })
+            .next()
+            .unwrap_or(self.plan.span)
+    }
+
+    fn clip_gradients(&mut self) {
+        let Some(max) = self.plan.train.clip_grad_norm else {
+            return;
+        };
+        let norm = self.params.iter().flat_map(|p| &p.grad).map(|g| (*g as f64) * (*g as f64)).sum::<f64>().sqrt();
+        if norm > max {
+            let k = (max / (norm + 1e-6)) as f32;
+            self.params.iter_mut().flat_map(|p| &mut p.grad).for_each(|g| *g *= k);
+        }
+    }
+
+    /// The per-parameter update rule for this plan; weight decay applies to weights only.
+    fn update(&mut self) {
+        let lr = self.lr.at(self.step) as f32;
+        let masked_ste = matches!(self.sparsifier.rule, Rule::Soft { ste: Ste::Masked, .. });
+        let t = (self.step + 1) as i32;
+        for p in &mut self.params {
+            let decay = |wd: f64| {
+                if p.spec.kind == ParamKind::Weight {
+                    wd as f32
+                } else {
+                    0.0
+                }
+            };
+            let mask = (!p.mask.is_empty()).then_some(&p.mask[..]);
+            let soft = !p.eff.is_empty();
+            let gate: Option<Vec<f32>> =
+                (soft && masked_ste).then(|| p.eff.iter().map(|e| f32::from(*e != 0.0)).collect());
+            match self.plan.train.optimizer {
+                Optimizer::Sgd { momentum, nesterov, weight_decay, .. } => {
+                    let h = Sgd { lr, momentum: momentum as f32, nesterov, weight_decay: decay(weight_decay) };
+                    if soft {
+                        sgd_raw(&mut p.raw, &mut p.m1, &p.grad, gate.as_deref(), h);
+                    } else {
+                        sgd_hard(&mut p.raw, &mut p.m1, &p.grad, mask, h);
+                    }
+                }
+                Optimizer::Adam { beta1, beta2, eps, weight_decay, decoupled, .. } => {
+                    let h = Adam {
+                        lr,
+                        beta1: beta1 as f32,
+                        beta2: beta2 as f32,
+                        eps: eps as f32,
+                        weight_decay: decay(weight_decay),
+                        decoupled,
+                        bias1: 1.0 - (beta1 as f32).powi(t),
+                        bias2: 1.0 - (beta2 as f32).powi(t),
+                    };
+                    if soft {
+                        adam_raw(&mut p.raw, &mut p.m1, &mut p.m2, &p.grad, gate.as_deref(), h);
+                    } else {
+                        adam_hard(&mut p.raw, &mut p.m1, &mut p.m2, &p.grad, mask, h);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Run outputs. In: per-evaluation [`Metrics`] and the final [`RunSummary`] from the engine.
+//! Out: the run directory (`metrics.jsonl`, `summary.json`, safetensors files, see
+//! [`rundir`]), FLOP counts ([`flops`]), and the text report printed at the end.
+
+pub mod flops;
+pub mod rundir;
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+pub use rundir::RunDir;
+
+/// Target and realised sparsity of one masked tensor (realised: zeros of the effective weights).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerSparsity {
+    pub name: String,
+    pub target: f64,
+    pub realised: f64,
+    pub numel: usize,
+}
+
+/// One line of `metrics.jsonl`, written at each evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Metrics {
+    pub epoch: u64,
+    pub step: u64,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_accuracy: Option<f64>,
+    pub test_accuracy: Option<f64>,
+    pub sparsity: f64,
+    pub lr: f64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    pub recipe: String,
+    /// Fraction of the test split classified correctly.
+    pub test_accuracy: f64,
+    pub test_loss: f64,
+    pub val_accuracy: Option<f64>,
+    /// Realised fraction of zeros over all masked weights.
+    pub sparsity: f64,
+    pub layers: Vec<LayerSparsity>,
+    pub params_dense: usize,
+    /// Non-zero effective parameters (all params, masked or not).
+    pub params_nonzero: usize,
+    /// Forward FLOPs per example of the conv and dense layers (2 per multiply-add).
+    pub flops_dense: u64,
+    pub flops_sparse: u64,
+    pub epochs: u64,
+    pub steps: u64,
+    pub threads: usize,
+    pub seconds: f64,
+    pub seconds_per_epoch: f64,
+    pub final_train_loss: f64,
+    /// Train loss after each step, for tests and plots.
+    #[serde(skip)]
+    pub losses: Vec<f32>,
+}
+
+/// The human-readable report printed at the end of a run.
+pub fn text_report(s: &RunSummary) -> String {
+    let mut out = String::new();
+    let _ =
+        writeln!(out, "recipe {}: test accuracy {:.2}% (loss {:.4})", s.recipe, s.test_accuracy * 100.0, s.test_loss);
+    if let Some(v) = s.val_accuracy {
+        let _ = writeln!(out, "validation accuracy {:.2}%", v * 100.0);
+    }
+    let _ = writeln!(out, "sparsity {:.2}% over masked weights", s.sparsity * 100.0);
+    if !s.layers.is_empty() {
+        let _ = writeln!(out, "  {:<28} {:>10} {:>9} {:>9}", "tensor", "size", "target", "realised");
+        for l in &s.layers {
+            let _ = writeln!(
+                out,
+                "  {:<28} {:>10} {:>8.2}% {:>8.2}%",
+                l.name,
+                l.numel,
+                l.target * 100.0,
+                l.realised * 100.0
+            );
+        }
+    }
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 1.0 };
+    let _ = writeln!(
+        out,
+        "params {} dense, {} non-zero ({:.1}x smaller)",
+        s.params_dense,
+        s.params_nonzero,
+        ratio(s.params_dense as f64, s.params_nonzero as f64)
+    );
+    let _ = writeln!(
+        out,
+        "FLOPs/example {} dense, {} sparse ({:.1}x fewer)",
+        s.flops_dense,
+        s.flops_sparse,
+        ratio(s.flops_dense as f64, s.flops_sparse as f64)
+    );
+    let _ = writeln!(
+        out,
+        "{} epochs, {} steps on {} threads in {:.1}s ({:.2}s per epoch)",
+        s.epochs, s.steps, s.threads, s.seconds, s.seconds_per_epoch
+    );
+    out
+}

@@ -1,0 +1,111 @@
+//! Exact top-k masks. In: a group's weights (several tensors) and `k`, the number of zeros.
+//! Out: masks of `0.0`/`1.0` with exactly `k` zeros over the group.
+//!
+//! Order is `|w|` then position in the group (earlier first), a total order, so ties break
+//! deterministically. The k-th key is found with `select_nth_unstable` (a radix select can
+//! replace it later without changing results).
+
+use rand::seq::index::sample;
+use rand_chacha::ChaCha8Rng;
+
+/// Sort key: `|w|` bits (these order like `|w|` for non-NaN values; NaN sorts last) above a
+/// 33-bit position.
+fn key(w: f32, pos: usize) -> u64 {
+    (((w.to_bits() & 0x7fff_ffff) as u64) << 33) | pos as u64
+}
+
+/// The largest key among the `k` smallest, or `None` when `k == 0`.
+fn kth_key(weights: &[&[f32]], k: usize) -> Option<u64> {
+    if k == 0 {
+        return None;
+    }
+    let mut keys: Vec<u64> = Vec::with_capacity(weights.iter().map(|w| w.len()).sum());
+    for w in weights {
+        let base = keys.len();
+        keys.extend(w.iter().enumerate().map(|(i, &v)| key(v, base + i)));
+    }
+    let k = k.min(keys.len());
+    Some(*keys.select_nth_unstable(k - 1).1)
+}
+
+/// Zeros the `k` smallest-magnitude weights of the group, ones elsewhere.
+pub fn magnitude_masks(weights: &[&[f32]], k: usize, masks: &mut [&mut [f32]]) {
+    let cut = kth_key(weights, k);
+    let mut pos = 0;
+    for (w, m) in weights.iter().zip(masks.iter_mut()) {
+        for (i, (&v, mv)) in w.iter().zip(m.iter_mut()).enumerate() {
+            *mv = match cut {
+                Some(c) if key(v, pos + i) <= c => 0.0,
+                _ => 1.0,
+            };
+        }
+        pos += w.len();
+    }
+}
+
+/// Zeros `k` positions of the group drawn uniformly without replacement.
+pub fn random_masks(k: usize, masks: &mut [&mut [f32]], rng: &mut ChaCha8Rng) {
+    let n: usize = masks.iter().map(|m| m.len()).sum();
+    masks.iter_mut().for_each(|m| m.fill(1.0));
+    let mut idx = sample(rng, n, k.min(n)).into_vec();
+    idx.sort_unstable();
+    let (mut t, mut base) = (0, 0);
+    for i in idx {
+        while i >= base + masks[t].len() {
+            base += masks[t].len();
+            t += 1;
+        }
+        masks[t][i - base] = 0.0;
+    }
+}
+
+/// Zeros in a mask (or weights).
+pub fn count_zeros(v: &[f32]) -> usize {
+    v.iter().filter(|x| **x == 0.0).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+
+    proptest! {
+        #[test]
+        fn magnitude_masks_are_exact_and_keep_the_largest(
+            a in prop::collection::vec(-3.0f32..3.0, 0..40),
+            b in prop::collection::vec(prop::sample::select(vec![0.0f32, 0.5, -0.5, 1.0]), 0..40),
+            frac in 0.0f64..=1.0,
+        ) {
+            let n = a.len() + b.len();
+            let k = crate::sparsity::zeros_for(frac, n);
+            let (mut ma, mut mb) = (vec![9.0; a.len()], vec![9.0; b.len()]);
+            magnitude_masks(&[&a, &b], k, &mut [&mut ma, &mut mb]);
+            prop_assert_eq!(count_zeros(&ma) + count_zeros(&mb), k);
+            let kept = a.iter().zip(&ma).chain(b.iter().zip(&mb));
+            let min_kept = kept.clone().filter(|(_, m)| **m == 1.0).map(|(w, _)| w.abs()).fold(f32::INFINITY, f32::min);
+            let max_cut = kept.filter(|(_, m)| **m == 0.0).map(|(w, _)| w.abs()).fold(0.0, f32::max);
+            prop_assert!(max_cut <= min_kept);
+        }
+    }
+
+    #[test]
+    fn ties_break_towards_earlier_positions() {
+        let w = [1.0, -1.0, 1.0, 2.0];
+        let mut m = [0.0; 4];
+        magnitude_masks(&[&w], 2, &mut [&mut m]);
+        assert_eq!(m, [0.0, 0.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn random_masks_are_exact_and_seeded() {
+        let run = |seed| {
+            let (mut a, mut b) = (vec![0.0; 7], vec![0.0; 13]);
+            random_masks(9, &mut [&mut a, &mut b], &mut ChaCha8Rng::seed_from_u64(seed));
+            (a, b)
+        };
+        let (a, b) = run(3);
+        assert_eq!(count_zeros(&a) + count_zeros(&b), 9);
+        assert_eq!(run(3), (a, b));
+    }
+}
