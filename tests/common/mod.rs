@@ -63,12 +63,15 @@ pub fn temp_dir(tag: &str) -> TempDir {
 
 /// The shared real data, or `None` (with a message) where this machine lacks it.
 pub fn shared(sub: &str) -> Option<PathBuf> {
-    let root = std::env::var_os("SPRS_TEST_DATA").map_or("/work/shared/data".into(), PathBuf::from);
+    // The real data sets live beside the checkout (`../shared/data`) or where SPRS_DATA says.
+    let root = std::env::var_os("SPRS_TEST_DATA")
+        .or_else(|| std::env::var_os("SPRS_DATA"))
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"), PathBuf::from);
     let dir = root.join(sub);
     if dir.is_dir() {
         Some(dir)
     } else {
-        eprintln!("skipping: {} is absent (set SPRS_TEST_DATA)", dir.display());
+        eprintln!("skipping: {} is absent (set SPRS_DATA)", dir.display());
         None
     }
 }
