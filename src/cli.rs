@@ -55,6 +55,23 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Run every recipe x value x seed of a sweep and write a table (CSV, markdown) and a plot.
+    Sweep {
+        /// The .sprs file.
+        file: PathBuf,
+        /// Which sweep of the file (required only when the file has several).
+        #[arg(long = "sweep")]
+        name: Option<String>,
+        /// Report directory (default: runs/<sweep>); each run gets a directory inside it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Worker threads for training (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Override a field of every run: `--set train.epochs=2`. Repeatable.
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        sets: Vec<String>,
+    },
     /// Explain a diagnostic code, e.g. `sprsc explain E0204`; `--list` lists all codes.
     Explain {
         /// The code (E0204, W0201).
@@ -89,6 +106,7 @@ pub fn main_with(cli: Cli) -> i32 {
             }
             run(&comp, recipe.as_deref(), out, threads, format)
         }
+        Command::Sweep { file, name, out, threads, sets } => sweep(&file, name.as_deref(), out, threads, &sets),
         Command::Explain { code, list } => explain(code.as_deref(), list),
     }
 }
@@ -183,49 +201,66 @@ fn run(comp: &Compilation, recipe: Option<&str>, out: Option<PathBuf>, threads: 
         }
     };
     let quiet = format == Format::Json;
-    if !quiet {
-        eprintln!("loading {} ...", plan.data.dataset.dir_name());
-    }
-    let data = match crate::data::load(&plan.data, plan.seed) {
-        Ok(d) => d,
-        Err(e) => {
-            report(&[e.to_diagnostic(plan.data.span)], comp, format);
-            return 1;
-        }
-    };
-    if let (Some(note), false) = (&data.note, quiet) {
-        eprintln!("note: {note}");
-    }
-    let dir = out.clone().unwrap_or_else(|| PathBuf::from(&plan.output.dir));
-    if let Err(e) = write_recipe(&dir, comp, plan) {
-        eprintln!("error: cannot write the run directory `{}`: {e}", dir.display());
-        return 2;
-    }
-    let opts = crate::exec::RunOptions { out_dir: Some(dir.clone()), threads, quiet, max_steps: None };
-    match crate::exec::run(plan, &data, &opts) {
+    let opts = crate::exec::RunOptions { out_dir: out, threads, quiet, max_steps: None };
+    match crate::driver::run_plan(comp, plan, &opts) {
         Ok(summary) => {
             if quiet {
                 println!("{}", serde_json::to_string(&summary).unwrap_or_default());
             } else {
-                eprintln!("run directory: {}", dir.display());
+                eprintln!(
+                    "run directory: {}",
+                    opts.out_dir.as_deref().unwrap_or(Path::new(&plan.output.dir)).display()
+                );
             }
             0
         }
-        Err(e) => {
-            report(&[e.to_diagnostic(plan.span)], comp, format);
+        Err(d) => {
+            report(&[d], comp, format);
             1
         }
     }
 }
 
-/// The run directory records what ran: the source file and the resolved plan (every default
-/// explicit, `--set` overrides applied).
-fn write_recipe(dir: &Path, comp: &Compilation, plan: &crate::ir::plan::Plan) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    if let Some(main) = comp.sources.files.iter().find(|f| f.name != "<prelude>") {
-        std::fs::write(dir.join("recipe.sprs"), main.text.as_bytes())?;
+fn sweep(file: &Path, name: Option<&str>, out: Option<PathBuf>, threads: Option<usize>, sets: &[String]) -> i32 {
+    let Some(comp) = compile_reporting(file, sets, Format::Text) else { return 2 };
+    if comp.has_errors() {
+        return 1;
     }
-    std::fs::write(dir.join("plan.txt"), plan.to_string())
+    let sweeps = &comp.checked.sweeps;
+    let sweep = match (name, sweeps.as_slice()) {
+        (Some(n), _) => sweeps.iter().find(|s| s.name == n),
+        (None, [one]) => Some(one),
+        _ => None,
+    };
+    let Some(sweep) = sweep else {
+        let names: Vec<&str> = sweeps.iter().map(|s| s.name.as_str()).collect();
+        match name {
+            Some(n) => eprintln!("error: no sweep `{n}` in this file; it has: {}", names.join(", ")),
+            None if names.is_empty() => eprintln!("error: the file has no sweep"),
+            None => {
+                eprintln!("error: the file has {} sweeps; pick one with --sweep: {}", names.len(), names.join(", "))
+            }
+        }
+        return 2;
+    };
+    let text =
+        comp.sources.files.iter().find(|f| f.name != "<prelude>").map(|f| f.text.to_string()).unwrap_or_default();
+    let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&sweep.name));
+    let opts = crate::exec::RunOptions { out_dir: None, threads, quiet: true, max_steps: None };
+    match crate::driver::run_sweep(file, &text, sweep, sets, &out, &opts) {
+        Ok((rows, paths)) => {
+            let failed = rows.iter().filter(|r| !r.test_accuracy.is_finite()).count();
+            for p in paths {
+                eprintln!("wrote {}", p.display());
+            }
+            eprintln!("{} run(s), {failed} failed", rows.len());
+            i32::from(failed > 0)
+        }
+        Err(e) => {
+            eprintln!("error: cannot write the sweep report into `{}`: {e}", out.display());
+            2
+        }
+    }
 }
 
 fn explain(code: Option<&str>, list: bool) -> i32 {

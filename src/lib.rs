@@ -12,6 +12,7 @@ pub mod check;
 pub mod cli;
 pub mod data;
 pub mod diagnostics;
+pub mod driver;
 pub mod exec;
 pub mod ir;
 pub mod kernels;

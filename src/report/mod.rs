@@ -4,6 +4,7 @@
 
 pub mod flops;
 pub mod rundir;
+pub mod sweep;
 
 use std::fmt::Write as _;
 
