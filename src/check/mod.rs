@@ -4,14 +4,17 @@
 //! (a statement replaces the parent's statement with the same keyword, `layer` statements by
 //! layer name, blocks merge), `--set` overrides applied, and each recipe read into a `Plan`.
 
+mod data;
 mod kernels;
 mod model;
 mod params;
 mod reader;
 mod recipe;
 mod rules;
-mod sections;
+mod sparsity;
 mod sweep;
+mod techniques;
+mod train;
 mod zoo;
 
 use std::collections::HashMap;

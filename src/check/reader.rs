@@ -477,3 +477,28 @@ pub fn variant<'a>(
     };
     Some((name, Args::new(sink, name, v.span, args)))
 }
+
+// ---------------------------------------------------------------- statement helpers
+
+pub fn single<'a>(sink: &mut Sink, st: &'a Statement, example: &str) -> Option<&'a Value> {
+    check_block_use(sink, st, false);
+    let mut a = Args::of_statement(sink, st);
+    let v = a.require(sink, 0, "value", example);
+    a.finish(sink, &["value"]);
+    v
+}
+
+pub fn count(sink: &mut Sink, a: &mut Args, key: &str, default: u64, hi: u64) -> Option<usize> {
+    a.named(key).map_or(Some(default), |v| int(sink, v, key, 1, hi)).map(|x| x as usize)
+}
+
+pub fn time_arg(sink: &mut Sink, a: &mut Args, key: &str, default: Option<Time>, example: &str) -> Option<Time> {
+    match (a.named(key), default) {
+        (Some(v), _) => time(sink, v),
+        (None, Some(d)) => Some(d),
+        (None, None) => {
+            a.require(sink, usize::MAX, key, example);
+            None
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! One recipe, after `extends` is resolved: the top-level statements read into a [`Plan`].
 
 use super::reader::{check_block_use, missing, Args, BlockReader, Sink};
-use super::{model, rules, sections};
+use super::{data, model, rules, sparsity, techniques, train};
 use crate::diagnostics::{Diagnostic, Span};
 use crate::ir::kernel::KernelDef;
 use crate::ir::plan::{DataSpec, Dataset, Plan, Update};
@@ -29,13 +29,12 @@ pub fn check_recipe(
     let block = crate::syntax::ast::Block { statements: stmts.to_vec(), span };
     let b = BlockReader::new(sink, &block, &format!("recipe {name}"), RECIPE_KEYS, &[]);
     let seed = match b.one("seed") {
-        Some(st) => {
-            sections::single(sink, st, "seed 0").and_then(|v| super::reader::int(sink, v, "seed", 0, u32::MAX as u64))
-        }
+        Some(st) => super::reader::single(sink, st, "seed 0")
+            .and_then(|v| super::reader::int(sink, v, "seed", 0, u32::MAX as u64)),
         None => Some(0),
     };
     let data = match b.one("data") {
-        Some(st) => sections::data(sink, st),
+        Some(st) => data::data(sink, st),
         None => {
             missing(sink, span, &format!("recipe `{name}`"), "data", "data synthetic_digits(train: 6000, test: 1000)");
             None
@@ -50,18 +49,18 @@ pub fn check_recipe(
         }
     };
     let sparsity = match b.one("sparsity") {
-        Some(st) => sections::sparsity(sink, st),
-        None => Some(sections::no_sparsity(span)),
+        Some(st) => sparsity::sparsity(sink, st),
+        None => Some(sparsity::no_sparsity(span)),
     };
-    let techniques = b.one("techniques").map(|st| sections::techniques(sink, st)).unwrap_or_default();
+    let techniques = b.one("techniques").map(|st| techniques::techniques(sink, st)).unwrap_or_default();
     let train = match b.one("train") {
-        Some(st) => sections::train(sink, st),
+        Some(st) => train::train(sink, st),
         None => {
             missing(sink, span, &format!("recipe `{name}`"), "train", "train { epochs 10 }");
             None
         }
     };
-    let output = sections::output(sink, b.one("output"), name);
+    let output = train::output(sink, b.one("output"), name);
     let spans = collect_spans(sink, &b);
     // A broken `data` is already reported; an unknown-size stand-in lets the other rules run.
     let data = data.unwrap_or_else(|| DataSpec {

@@ -3,7 +3,7 @@
 
 use super::reader::{self as r, unknown_name, BlockReader, Sink};
 use super::recipe::{check_recipe, RECIPE_KEYS};
-use super::sections::TECHNIQUES;
+use super::techniques::TECHNIQUES;
 use crate::diagnostics::Diagnostic;
 use crate::ir::kernel::KernelDef;
 use crate::ir::{Sweep, Vary};
@@ -120,7 +120,7 @@ pub fn check_sweep(
     let mut names = Vec::new();
     match b.one("recipes") {
         Some(st) => {
-            for v in super::sections::single(sink, st, "recipes [a, b]").and_then(|v| r::list(sink, v)).unwrap_or(&[]) {
+            for v in super::reader::single(sink, st, "recipes [a, b]").and_then(|v| r::list(sink, v)).unwrap_or(&[]) {
                 let ValueKind::Ident(n) = &v.kind else {
                     sink.push(Diagnostic::error("E0201", "expected a recipe name").at(v.span, "not a name"));
                     continue;
@@ -162,14 +162,14 @@ pub fn check_sweep(
     let seeds = match b.one("seeds") {
         Some(st) => {
             let items =
-                super::sections::single(sink, st, "seeds [0, 1, 2]").and_then(|v| r::list(sink, v)).unwrap_or(&[]);
+                super::reader::single(sink, st, "seeds [0, 1, 2]").and_then(|v| r::list(sink, v)).unwrap_or(&[]);
             items.iter().filter_map(|v| r::int(sink, v, "seed", 0, u32::MAX as u64)).collect()
         }
         None => vec![],
     };
     let report = match b.one("report") {
         Some(st) => {
-            super::sections::single(sink, st, "report \"name\"").and_then(|v| r::string(sink, v)).map(str::to_string)
+            super::reader::single(sink, st, "report \"name\"").and_then(|v| r::string(sink, v)).map(str::to_string)
         }
         None => Some(s.name.name.clone()),
     };
