@@ -42,7 +42,7 @@ pub enum Command {
         /// Which recipe of the file (required only when the file has several).
         #[arg(long)]
         recipe: Option<String>,
-        /// Run directory (default: the recipe's `output { dir }`, else runs/<recipe>).
+        /// Run directory (default: the recipe's `output { dir }`, else `runs/<recipe>`).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Worker threads for training (default: all cores).
@@ -62,7 +62,7 @@ pub enum Command {
         /// Which sweep of the file (required only when the file has several).
         #[arg(long = "sweep")]
         name: Option<String>,
-        /// Report directory (default: runs/<sweep>); each run gets a directory inside it.
+        /// Report directory (default: `runs/<sweep>`); each run gets a directory inside it.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Worker threads for training (default: all cores).

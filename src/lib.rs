@@ -2,7 +2,7 @@
 //!
 //! The pipeline, one module per phase: `syntax` (text -> AST), `check` (AST -> checked plans or
 //! diagnostics), `ir` (the `Plan`), `kernels` (kernel expressions -> native code), `exec`
-//! (plans -> training). [`compile`] runs the front end: parse every file, check, lower.
+//! (plans -> training). [`compile_file`] runs the front end: parse every file, check, lower.
 
 #![deny(unsafe_code)]
 // Diagnostics travel only on the error path, where their size costs nothing measurable.

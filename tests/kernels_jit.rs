@@ -7,9 +7,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sprsc::diagnostics::Span;
 use sprsc::ir::kernel::{BinOp, KExpr, KernelDef, UnOp};
+use sprsc::kernels::update::{
+    effective_program, masked_scaled_program, raw_update_program, remask_program, update_program,
+};
 use sprsc::kernels::{
-    kth_largest_abs, mask_by_threshold, prelude, score_program, sparsity_threshold, update::update_program, Kernel,
-    KernelError, KernelModule, Optimizer, Program, Score, UpdateKernel, UpdateRule,
+    kth_largest_abs, mask_by_threshold, prelude, score_program, sparsity_threshold, Kernel, KernelError, KernelModule,
+    Optimizer, Program, Score, UpdateKernel, UpdateRule,
 };
 
 const EDGES: [f32; 20] = [
@@ -215,8 +218,12 @@ fn all_updates() -> Vec<(UpdateRule, Optimizer)> {
 }
 
 fn update_scalars(kernel: &UpdateKernel) -> Vec<f32> {
-    kernel
-        .program()
+    program_scalars(kernel.program())
+}
+
+/// Typical values of every scalar an update, ST-3 or masking program takes.
+fn program_scalars(program: &Program) -> Vec<f32> {
+    program
         .scalars
         .iter()
         .map(|name| match name.as_str() {
@@ -248,6 +255,79 @@ fn update_kernels_match_reference() {
             (0..arity).map(|_| (0..4001).map(|_| EDGES[rng.gen_range(0..EDGES.len())]).collect()).collect();
         check(kernel.kernel(), &edges, &scalars);
     }
+}
+
+/// The programs the engine runs besides the fused updates: the unmasked and gated optimizer
+/// steps, ST-3's effective weights (prelude and a user threshold), re-masking, masked magnitudes.
+fn engine_programs() -> Vec<Program> {
+    let optimizers = all_updates().into_iter().filter(|(r, _)| *r == UpdateRule::Hard).map(|(_, o)| o);
+    let mut programs: Vec<Program> =
+        optimizers.flat_map(|o| [false, true].map(|gated| raw_update_program(o, gated).unwrap())).collect();
+    let hard_threshold = KernelDef {
+        name: "hard_threshold".into(),
+        ..def(
+            1,
+            1,
+            KExpr::Select(
+                Box::new(bin(BinOp::Gt, un(UnOp::Abs, KExpr::Array(0)), KExpr::Scalar(0))),
+                Box::new(KExpr::Array(0)),
+                Box::new(KExpr::Const(0.0)),
+            ),
+        )
+    };
+    programs.push(effective_program(&prelude::soft_threshold()).unwrap());
+    programs.push(effective_program(&hard_threshold).unwrap());
+    programs.extend([remask_program(false).unwrap(), remask_program(true).unwrap()]);
+    programs.push(masked_scaled_program().unwrap());
+    programs
+}
+
+#[test]
+fn engine_programs_match_reference() {
+    let programs = engine_programs();
+    assert_eq!(programs.len(), 13);
+    let module = KernelModule::compile(programs).unwrap();
+    for kernel in module.kernels() {
+        let scalars = program_scalars(kernel.program());
+        check_lengths(kernel, &scalars, 12);
+        let mut rng = ChaCha8Rng::seed_from_u64(17);
+        let arity = kernel.program().arrays.len();
+        let edges: Vec<Vec<f32>> =
+            (0..arity).map(|_| (0..4001).map(|_| EDGES[rng.gen_range(0..EDGES.len())]).collect()).collect();
+        check(kernel, &edges, &scalars);
+    }
+}
+
+#[test]
+fn gated_raw_update_masks_the_gradient_not_the_state() {
+    let p = raw_update_program(Optimizer::Adam { decoupled_decay: true }, true).unwrap();
+    let expected = "\
+fused update_gated_adamw(raw, g, m, v, eff; lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2_sqrt) {
+  let gate = (eff != 0.0)
+  let grad = (gate * g)
+  let m_new = ((beta1 * m) + ((1.0 - beta1) * grad))
+  let v_new = ((beta2 * v) + ((1.0 - beta2) * (grad * grad)))
+  m <- m_new
+  v <- v_new
+  raw <- ((raw * (1.0 - (gate * (lr * weight_decay)))) - ((lr / bias_correction1) * (m_new / ((sqrt(v_new) / bias_correction2_sqrt) + eps))))
+}";
+    assert_eq!(p.to_string(), expected);
+    let (mut raw, mut g, mut m, mut eff) = (vec![1.0, 1.0], vec![1.0, 1.0], vec![0.5, 0.5], vec![0.0, 2.0]);
+    let sgd = Kernel::compile(raw_update_program(Optimizer::Sgd { nesterov: false }, true).unwrap()).unwrap();
+    sgd.run(&mut [&mut raw, &mut g, &mut m, &mut eff], &[0.1, 0.9, 0.0]).unwrap();
+    assert_eq!(m, vec![0.45, 0.9f32 * 0.5 + 1.0], "momentum decays but is not masked");
+    assert_eq!(raw, vec![1.0 - 0.1 * 0.45f32, 1.0 - 0.1 * (0.9f32 * 0.5 + 1.0)]);
+}
+
+#[test]
+fn update_kernels_wrap_only_their_own_program() {
+    let sgd = Optimizer::Sgd { nesterov: false };
+    let programs = vec![update_program(UpdateRule::Hard, sgd, None).unwrap(), raw_update_program(sgd, false).unwrap()];
+    let kernels = KernelModule::compile(programs).unwrap().into_kernels();
+    let hard = UpdateKernel::from_kernel(UpdateRule::Hard, sgd, None, kernels[0].clone()).unwrap();
+    assert_eq!(hard.program().name, "update_hard_sgd");
+    let wrong = UpdateKernel::from_kernel(UpdateRule::Hard, sgd, None, kernels[1].clone());
+    assert!(matches!(wrong, Err(KernelError::BadProgram { .. })));
 }
 
 #[test]
@@ -436,7 +516,7 @@ fn check_topk(slices: &[&[f32]], rng: &mut ChaCha8Rng) {
 #[test]
 fn topk_matches_sort() {
     let mut rng = ChaCha8Rng::seed_from_u64(10);
-    for n in [0, 1, 2, 17, 1000, 20_000, 300_001] {
+    for n in [0, 1, 2, 17, 1000, 20_000, 70_001, 300_001] {
         let random: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
         let ties: Vec<f32> = (0..n).map(|_| [0.0, -0.5, 0.5, 0.25, -1.0][rng.gen_range(0..5)]).collect();
         let zeros: Vec<f32> = (0..n).map(|i| if i % 10 < 9 { 0.0 } else { rng.gen_range(-1.0f32..1.0) }).collect();

@@ -142,8 +142,6 @@ pub fn sparsity(sink: &mut Sink, s: &Statement) -> Option<SparsitySpec> {
     Some(spec)
 }
 
-/// The one positional argument of a statement.
-
 pub const MASKS: &[&str] = &["dense", "random", "magnitude", "snip", "grasp", "synflow", "lottery"];
 
 fn mask(sink: &mut Sink, v: &Value) -> Option<MaskMethod> {

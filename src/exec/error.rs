@@ -26,6 +26,9 @@ pub enum RunError {
 
     #[error("internal error: the plan is inconsistent: {msg}")]
     Plan { msg: String, span: Span },
+
+    #[error("internal error: a kernel failed to compile: {msg}")]
+    KernelCompile { msg: String, span: Span },
 }
 
 impl RunError {
@@ -37,6 +40,7 @@ impl RunError {
             RunError::Io { .. } => "E0704",
             RunError::NoSteps { .. } => "E0705",
             RunError::Plan { .. } => "E0706",
+            RunError::KernelCompile { .. } => "E0707",
         }
     }
 
@@ -49,7 +53,9 @@ impl RunError {
             RunError::DataMismatch { .. } => "make `input` and the last layer match the data set".into(),
             RunError::Io { .. } => "choose another `output { dir ... }` or fix its permissions".into(),
             RunError::NoSteps { .. } => "use a smaller `batch`, more data, or more `epochs`".into(),
-            RunError::Plan { .. } => "this is a bug in sprsc; please report it with the recipe".into(),
+            RunError::Plan { .. } | RunError::KernelCompile { .. } => {
+                "this is a bug in sprsc; please report it with the recipe".into()
+            }
         })
     }
 
@@ -59,7 +65,8 @@ impl RunError {
             | RunError::NonFiniteLoss { span, .. }
             | RunError::DataMismatch { span, .. }
             | RunError::NoSteps { span, .. }
-            | RunError::Plan { span, .. } => Some(*span),
+            | RunError::Plan { span, .. }
+            | RunError::KernelCompile { span, .. } => Some(*span),
             RunError::Io { .. } => None,
         }
     }

@@ -20,8 +20,8 @@ const EVAL_BATCH: usize = 500;
 
 impl Trainer<'_> {
     /// Accuracy and mean loss on `split` with the current effective weights (eval mode).
-    pub(super) fn evaluate(&mut self, split: &Split) -> (f64, f64) {
-        self.load_weights();
+    pub(super) fn evaluate(&mut self, split: &Split) -> Result<(f64, f64), RunError> {
+        self.load_weights()?;
         let shape = self.data.shape;
         let n: usize = shape.iter().product();
         let mut rng = ChaCha8Rng::seed_from_u64(0); // unused: no augmentation at evaluation
@@ -37,7 +37,7 @@ impl Trainer<'_> {
             loss += l.array() as f64 * idx.len() as f64;
         }
         let len = split.len.max(1) as f64;
-        (correct as f64 / len, loss / len)
+        Ok((correct as f64 / len, loss / len))
     }
 
     /// Overall realised sparsity over masked weights, and per tensor.
@@ -64,8 +64,11 @@ impl Trainer<'_> {
 
     pub(super) fn finish(mut self, epochs_run: u64) -> Result<RunSummary, RunError> {
         let train_seconds = self.started.elapsed().as_secs_f64();
-        let (test_accuracy, test_loss) = self.evaluate(&self.data.test);
-        let val_accuracy = self.data.val.as_ref().map(|v| self.evaluate(v).0);
+        let (test_accuracy, test_loss) = self.evaluate(&self.data.test)?;
+        let val_accuracy = match self.data.val.as_ref() {
+            Some(v) => Some(self.evaluate(v)?.0),
+            None => None,
+        };
         let (sparsity, layers) = self.realised();
         let density = |name: &str| {
             self.params

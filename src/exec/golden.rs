@@ -272,3 +272,50 @@ fn conv_network_trains_with_adam() {
         assert!(temp_dir("conv").join(format!("weights-epoch{e}.safetensors")).exists());
     }
 }
+
+/// `kernel half_shrink(w; tau) = select(abs(w) > tau, w - sign(w) * tau * 0.5, 0)`, as in
+/// `recipes/custom_kernel.sprs`.
+fn half_shrink() -> crate::ir::kernel::KernelDef {
+    use crate::ir::kernel::{BinOp, KExpr, UnOp};
+    let (w, tau) = (|| KExpr::Array(0), || KExpr::Scalar(0));
+    let bin = |op, a, b| KExpr::Binary(op, Box::new(a), Box::new(b));
+    let un = |op, a| KExpr::Unary(op, Box::new(a));
+    let shrunk = bin(BinOp::Sub, w(), bin(BinOp::Mul, bin(BinOp::Mul, un(UnOp::Sign, w()), tau()), KExpr::Const(0.5)));
+    let keep = bin(BinOp::Gt, un(UnOp::Abs, w()), tau());
+    crate::ir::kernel::KernelDef {
+        name: "half_shrink".into(),
+        arrays: vec!["w".into()],
+        scalars: vec!["tau".into()],
+        body: KExpr::Select(Box::new(keep), Box::new(shrunk), Box::new(KExpr::Const(0.0))),
+        span: Span::default(),
+    }
+}
+
+#[test]
+fn user_threshold_with_masked_ste_adamw_and_sigma_is_exact_on_schedule() {
+    let update = Update::SoftThreshold {
+        ste: Ste::Masked,
+        rescale: true,
+        scope: Scope::Global,
+        sigma: true,
+        kernel: "half_shrink".into(),
+    };
+    let mut p = golden_plan(update);
+    p.kernels.push(half_shrink());
+    p.train.optimizer =
+        Optimizer::Adam { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, decoupled: true };
+    let data = blobs([1, 4, 4], 3, 192, 60, 1);
+    let o = opts("user-threshold");
+    let mut tr = Trainer::new(&p, &data, &o, 1).unwrap();
+    for idx in (0..4).flat_map(|e| epoch_order(192, 0, e)).collect::<Vec<_>>().chunks_exact(16) {
+        let t = tr.step;
+        tr.train_step(idx).unwrap();
+        let soft: Vec<_> = tr.params.iter().filter(|q| !q.eff.is_empty()).collect();
+        let n: usize = soft.iter().map(|q| q.eff.len()).sum();
+        let zeros: usize = soft.iter().map(|q| count_zeros(&q.eff)).sum();
+        assert_eq!(zeros, (gmp(t, 0.9) * n as f64).round() as usize, "step {t}");
+    }
+    let first: f32 = tr.losses[..4].iter().sum();
+    let last: f32 = tr.losses[tr.losses.len() - 4..].iter().sum();
+    assert!(last < first, "loss {first} -> {last}");
+}

@@ -3,18 +3,20 @@
 //! All dfdx use lives in this module; nothing outside it names a dfdx type.
 //!
 //! Layout: `ops/` custom ops with backward passes, `net` the layer tree, `params` the
-//! engine-owned buffers, `update` the per-parameter update rules, `sparsify` masks and
-//! thresholds per step, `lr` learning-rate schedules, `train` the loop, `error` [`RunError`].
+//! engine-owned buffers, `jit` the run's compiled elementwise kernels (optimizer steps,
+//! re-masking, effective weights; `update` holds their plain references for tests), `sparsify`
+//! masks and thresholds per step, `lr` learning-rate schedules, `train` the loop, `error`
+//! [`RunError`].
 
 pub mod error;
 mod finish;
+pub mod jit;
 pub mod lr;
 pub mod net;
 pub mod ops;
 pub mod params;
 pub mod sparsify;
 mod train;
-pub mod update;
 
 use std::path::PathBuf;
 
@@ -52,3 +54,5 @@ pub fn run(plan: &Plan, data: &DataSet, opts: &RunOptions) -> Result<RunSummary,
 mod fixtures;
 #[cfg(test)]
 mod golden;
+#[cfg(test)]
+mod update;

@@ -1,6 +1,7 @@
 //! The training loop. In: plan, data, options. Out: trained buffers, metrics lines, summary.
 //! Each step: sparsify (masks or thresholds), write effective weights into the dfdx
-//! parameter tensors, forward, cross-entropy, backward, read gradients, clip, update.
+//! parameter tensors, forward, cross-entropy, backward, read gradients, clip, update (one JIT
+//! kernel call per parameter).
 
 use std::io::IsTerminal;
 use std::time::Instant;
@@ -11,16 +12,16 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::error::RunError;
+use super::jit::{call_failed, optimizer_scalars, StepKernels};
 use super::lr::Lr;
 use super::net::{Mode, Net};
 use super::ops::loss::cross_entropy;
 use super::params::{self, ParamBuf};
-use super::sparsify::{Rule, Sparsifier};
-use super::update::{adam_hard, adam_raw, sgd_hard, sgd_raw, Adam, Sgd};
+use super::sparsify::Sparsifier;
 use super::RunOptions;
 use crate::data::{epoch_order, fill_batch, DataSet};
 use crate::diagnostics::Span;
-use crate::ir::plan::{Optimizer, ParamKind, Plan, SmoothingStyle, Ste, Technique};
+use crate::ir::plan::{Optimizer, ParamKind, Plan, SmoothingStyle, Technique};
 use crate::report::{Metrics, RunDir, RunSummary};
 
 pub struct Trainer<'a> {
@@ -32,6 +33,8 @@ pub struct Trainer<'a> {
     pub(super) net: Net,
     pub(super) params: Vec<ParamBuf>,
     pub(super) sparsifier: Sparsifier,
+    /// Compiled once per run; their code is freed when the trainer is dropped.
+    kernels: StepKernels,
     lr: Lr,
     pub(super) steps_per_epoch: u64,
     pub(super) total_steps: u64,
@@ -90,7 +93,8 @@ impl<'a> Trainer<'a> {
         let soft = matches!(plan.sparsity.update, crate::ir::plan::Update::SoftThreshold { .. });
         let adam = matches!(plan.train.optimizer, Optimizer::Adam { .. });
         let mut params = params::init(&plan.model.params, plan.seed, soft, adam);
-        let sparsifier = Sparsifier::new(plan, steps_per_epoch, total_steps, &mut params)?;
+        let kernels = StepKernels::compile(plan)?;
+        let sparsifier = Sparsifier::new(plan, steps_per_epoch, total_steps, &mut params, &kernels)?;
         let dev = Cpu::default();
         let net = Net::build(&plan.model, &dev)?;
         let lr = Lr::new(&plan.train.lr, plan.train.optimizer.lr(), steps_per_epoch, total_steps);
@@ -110,6 +114,7 @@ impl<'a> Trainer<'a> {
             net,
             params,
             sparsifier,
+            kernels,
             lr,
             steps_per_epoch,
             total_steps,
@@ -171,12 +176,12 @@ impl<'a> Trainer<'a> {
             let last = epoch + 1 == self.plan.train.epochs || self.step >= self.step_limit();
             if (epoch + 1) % self.plan.train.eval_every.max(1) == 0 || last {
                 let steps = (seen / batch).max(1) as f64;
-                let m = self.metrics(epoch + 1, loss_sum / steps, correct as f64 / seen.max(1) as f64);
+                let m = self.metrics(epoch + 1, loss_sum / steps, correct as f64 / seen.max(1) as f64)?;
                 self.rundir.append_metrics(&m).map_err(RunError::io(self.rundir.path.join("metrics.jsonl")))?;
             }
             if let Some(every) = self.plan.output.checkpoint_every {
                 if (epoch + 1).is_multiple_of(every.max(1)) && !last {
-                    self.load_weights();
+                    self.load_weights()?;
                     self.save_weights(&format!("weights-epoch{}.safetensors", epoch + 1))?;
                 }
             }
@@ -186,12 +191,12 @@ impl<'a> Trainer<'a> {
     }
 
     /// Evaluation line: accuracy on validation (or test when there is none).
-    fn metrics(&mut self, epoch: u64, train_loss: f64, train_accuracy: f64) -> Metrics {
+    fn metrics(&mut self, epoch: u64, train_loss: f64, train_accuracy: f64) -> Result<Metrics, RunError> {
         let (val_accuracy, test_accuracy) = match &self.data.val {
-            Some(val) => (Some(self.evaluate(val).0), None),
-            None => (None, Some(self.evaluate(&self.data.test).0)),
+            Some(val) => (Some(self.evaluate(val)?.0), None),
+            None => (None, Some(self.evaluate(&self.data.test)?.0)),
         };
-        Metrics {
+        Ok(Metrics {
             epoch,
             step: self.step,
             train_loss,
@@ -201,20 +206,21 @@ impl<'a> Trainer<'a> {
             sparsity: self.realised().0,
             lr: self.lr.at(self.step.saturating_sub(1)),
             seconds: self.started.elapsed().as_secs_f64(),
-        }
+        })
     }
 
     /// Brings masks/thresholds to the current step and writes effective weights into dfdx.
-    pub(super) fn load_weights(&mut self) {
-        self.sparsifier.prepare(self.step, &mut self.params);
+    pub(super) fn load_weights(&mut self) -> Result<(), RunError> {
+        self.sparsifier.prepare(self.step, &mut self.params, &self.kernels)?;
         for (buf, t) in self.params.iter().zip(self.net.params.iter_mut()) {
             t.copy_from(buf.effective());
         }
+        Ok(())
     }
 
     /// One optimizer step on the examples `idx`; returns the loss and the number correct.
     pub(super) fn train_step(&mut self, idx: &[usize]) -> Result<(f32, usize), RunError> {
-        self.load_weights();
+        self.load_weights()?;
         let (shape, b) = (self.data.shape, idx.len());
         let n: usize = shape.iter().product();
         let (mut images, mut labels) = (vec![0.0; b * n], vec![0usize; b]);
@@ -237,7 +243,7 @@ impl<'a> Trainer<'a> {
         }
         drop(grads);
         self.clip_gradients();
-        self.update();
+        self.update()?;
         self.losses.push(value);
         self.step += 1;
         Ok((value, correct))
@@ -272,50 +278,19 @@ impl<'a> Trainer<'a> {
         }
     }
 
-    /// The per-parameter update rule for this plan; weight decay applies to weights only.
-    fn update(&mut self) {
+    /// One kernel call per parameter; weight decay applies to weights only.
+    fn update(&mut self) -> Result<(), RunError> {
         let lr = self.lr.at(self.step) as f32;
-        let masked_ste = matches!(self.sparsifier.rule, Rule::Soft { ste: Ste::Masked, .. });
-        let t = (self.step + 1) as i32;
+        let optimizer = &self.plan.train.optimizer;
+        let weight_decay = match *optimizer {
+            Optimizer::Sgd { weight_decay, .. } | Optimizer::Adam { weight_decay, .. } => weight_decay as f32,
+        };
+        let weights = optimizer_scalars(optimizer, lr, self.step, weight_decay);
+        let others = optimizer_scalars(optimizer, lr, self.step, 0.0);
         for p in &mut self.params {
-            let decay = |wd: f64| {
-                if p.spec.kind == ParamKind::Weight {
-                    wd as f32
-                } else {
-                    0.0
-                }
-            };
-            let mask = (!p.mask.is_empty()).then_some(&p.mask[..]);
-            let soft = !p.eff.is_empty();
-            let gate: Option<Vec<f32>> =
-                (soft && masked_ste).then(|| p.eff.iter().map(|e| f32::from(*e != 0.0)).collect());
-            match self.plan.train.optimizer {
-                Optimizer::Sgd { momentum, nesterov, weight_decay, .. } => {
-                    let h = Sgd { lr, momentum: momentum as f32, nesterov, weight_decay: decay(weight_decay) };
-                    if soft {
-                        sgd_raw(&mut p.raw, &mut p.m1, &p.grad, gate.as_deref(), h);
-                    } else {
-                        sgd_hard(&mut p.raw, &mut p.m1, &p.grad, mask, h);
-                    }
-                }
-                Optimizer::Adam { beta1, beta2, eps, weight_decay, decoupled, .. } => {
-                    let h = Adam {
-                        lr,
-                        beta1: beta1 as f32,
-                        beta2: beta2 as f32,
-                        eps: eps as f32,
-                        weight_decay: decay(weight_decay),
-                        decoupled,
-                        bias1: 1.0 - (beta1 as f32).powi(t),
-                        bias2: 1.0 - (beta2 as f32).powi(t),
-                    };
-                    if soft {
-                        adam_raw(&mut p.raw, &mut p.m1, &mut p.m2, &p.grad, gate.as_deref(), h);
-                    } else {
-                        adam_hard(&mut p.raw, &mut p.m1, &mut p.m2, &p.grad, mask, h);
-                    }
-                }
-            }
+            let scalars = if p.spec.kind == ParamKind::Weight { &weights } else { &others };
+            self.kernels.update(p, scalars).map_err(call_failed(self.plan.span))?;
         }
+        Ok(())
     }
 }

@@ -1,11 +1,9 @@
-//! The elementwise per-parameter arithmetic of one training step, one function per rule.
-//! In: slices of one parameter (weights, optimizer state, gradient, mask) and f32 scalars.
-//! Out: the slices updated in place.
+//! Plain scalar references of the per-parameter update rules: the loops the engine ran before
+//! its JIT kernels (`jit.rs`), kept to pin the semantics. The tests at the end check every JIT
+//! path of the engine against them on random data.
 //!
-//! These are plain loops on purpose: each will be replaced by a Cranelift-JIT fused kernel
-//! with the same signature and semantics, so they take only `&mut [f32]`/`&[f32]` and
-//! scalars, and rows (output channels, `cols` long) are explicit where a rule needs them.
-//! A mask is `1.0` (kept) or `0.0` (pruned); `None` means dense.
+//! A mask is `1.0` (kept) or `0.0` (pruned); `None` means dense. Rows (output channels, `cols`
+//! long) are explicit where a rule needs them.
 
 use crate::sparsity::threshold::soft_threshold;
 
@@ -18,6 +16,8 @@ pub struct Sgd {
 }
 
 /// `bias1 = 1 - beta1^t`, `bias2 = 1 - beta2^t` for the current step `t` (from 1).
+/// The kernels take `bias1` and `sqrt(bias2)` and use PyTorch's arithmetic, so Adam agrees with
+/// this reference to rounding, SGD exactly.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Adam {
     pub lr: f32,
@@ -167,5 +167,212 @@ mod tests {
         for (e, w) in eff.iter().zip(want) {
             assert!((e - w).abs() < 1e-6);
         }
+    }
+}
+
+/// The engine's JIT paths against the references above, on a 7 x 10,001 weight (odd, and large
+/// enough for the parallel driver) with random values.
+#[cfg(test)]
+mod jit {
+    use super::*;
+    use crate::exec::fixtures::{mlp, plan, sgd_train, sparsity};
+    use crate::exec::jit::{optimizer_scalars, StepKernels};
+    use crate::exec::ops::testing::random;
+    use crate::exec::params::{init, ParamBuf};
+    use crate::ir::kernel::{BinOp, KExpr, KernelDef, UnOp};
+    use crate::ir::plan::{self, Param, ParamKind, Plan, Schedule, Scope, Update};
+    use crate::sparsity::threshold::soft_threshold;
+
+    const ROWS: usize = 7;
+    const COLS: usize = 10_001;
+    const LR: f32 = 0.05;
+    const WD: f32 = 0.01;
+    const STEP: u64 = 4;
+
+    fn optimizers() -> [plan::Optimizer; 4] {
+        let sgd = |nesterov| plan::Optimizer::Sgd { lr: 0.05, momentum: 0.9, nesterov, weight_decay: 0.01 };
+        let adam = |decoupled| plan::Optimizer::Adam {
+            lr: 0.05,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            decoupled,
+        };
+        [sgd(false), sgd(true), adam(false), adam(true)]
+    }
+
+    fn soft(ste: plan::Ste, kernel: &str) -> Update {
+        Update::SoftThreshold { ste, rescale: true, scope: Scope::Global, sigma: false, kernel: kernel.into() }
+    }
+
+    fn test_plan(update: Update, optimizer: &plan::Optimizer) -> Plan {
+        let mut train = sgd_train(1, 8, 0.05);
+        train.optimizer = optimizer.clone();
+        plan(mlp([1, 2, 2], &[3]), sparsity(0.9, Schedule::Constant, update), train)
+    }
+
+    /// A weight (or, unmasked, a dense param) with random state; `eff` has exact zeros.
+    fn buffers(masked: bool, soft: bool, adam: bool, seed: u64) -> ParamBuf {
+        let kind = ParamKind::Weight;
+        let spec = Param { name: "w".into(), layer: "l".into(), kind, shape: vec![ROWS, COLS], masked, target: None };
+        let mut p = init(&[spec], seed, soft, adam).remove(0);
+        let n = ROWS * COLS;
+        p.raw = random(n, seed);
+        p.grad = random(n, seed + 1);
+        p.m1 = random(n, seed + 2);
+        if adam {
+            p.m2 = random(n, seed + 3).iter().map(|v| v.abs()).collect();
+        }
+        if masked {
+            p.mask = random(n, seed + 4).iter().map(|x| f32::from(*x > 0.0)).collect();
+        }
+        if soft {
+            p.eff = p.raw.iter().map(|w| if w.abs() < 0.3 { 0.0 } else { *w }).collect();
+            p.row_scale = (0..ROWS).map(|r| 1.0 + r as f32 * 0.25).collect();
+        }
+        p
+    }
+
+    fn assert_agree(what: &str, jit: &[f32], reference: &[f32], tol: f32) {
+        assert_eq!(jit.len(), reference.len());
+        for (i, (a, b)) in jit.iter().zip(reference).enumerate() {
+            assert!((a - b).abs() <= tol * b.abs().max(1.0), "{what}[{i}]: jit {a} vs reference {b}");
+        }
+    }
+
+    /// Runs the plan's kernel on `p` and the reference on a copy; SGD must agree exactly.
+    fn check_update(optimizer: &plan::Optimizer, update: Update, mut p: ParamBuf, gate: Option<Vec<f32>>) {
+        let kernels = StepKernels::compile(&test_plan(update, optimizer)).unwrap();
+        let mut r = (p.raw.clone(), p.m1.clone(), p.m2.clone());
+        let mask = if p.eff.is_empty() { p.mask().map(<[f32]>::to_vec) } else { gate };
+        let soft = !p.eff.is_empty();
+        let tol = match *optimizer {
+            plan::Optimizer::Sgd { lr, momentum, nesterov, .. } => {
+                let h = Sgd { lr: lr as f32, momentum: momentum as f32, nesterov, weight_decay: WD };
+                if soft {
+                    sgd_raw(&mut r.0, &mut r.1, &p.grad, mask.as_deref(), h);
+                } else {
+                    sgd_hard(&mut r.0, &mut r.1, &p.grad, mask.as_deref(), h);
+                }
+                0.0
+            }
+            plan::Optimizer::Adam { beta1, beta2, eps, decoupled, .. } => {
+                // In f64 as the engine does: `1 - 0.999^5` loses 4 digits in f32.
+                let t = STEP as i32 + 1;
+                let (bias1, bias2) = ((1.0 - beta1.powi(t)) as f32, (1.0 - beta2.powi(t)) as f32);
+                let h = Adam {
+                    lr: LR,
+                    beta1: beta1 as f32,
+                    beta2: beta2 as f32,
+                    eps: eps as f32,
+                    weight_decay: WD,
+                    decoupled,
+                    bias1,
+                    bias2,
+                };
+                if soft {
+                    adam_raw(&mut r.0, &mut r.1, &mut r.2, &p.grad, mask.as_deref(), h);
+                } else {
+                    adam_hard(&mut r.0, &mut r.1, &mut r.2, &p.grad, mask.as_deref(), h);
+                }
+                2e-6
+            }
+        };
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        pool.install(|| kernels.update(&mut p, &optimizer_scalars(optimizer, LR, STEP, WD))).unwrap();
+        assert_agree("w", &p.raw, &r.0, tol);
+        assert_agree("m", &p.m1, &r.1, tol);
+        assert_agree("v", &p.m2, &r.2, tol);
+    }
+
+    #[test]
+    fn hard_and_dense_updates_match_the_loops() {
+        for (i, optimizer) in optimizers().iter().enumerate() {
+            let adam = matches!(optimizer, plan::Optimizer::Adam { .. });
+            check_update(optimizer, Update::Hard, buffers(true, false, adam, 10 * i as u64), None);
+            check_update(optimizer, Update::Hard, buffers(false, false, adam, 10 * i as u64 + 5), None);
+        }
+    }
+
+    #[test]
+    fn raw_updates_match_the_loops_under_both_estimators() {
+        for (i, optimizer) in optimizers().iter().enumerate() {
+            let adam = matches!(optimizer, plan::Optimizer::Adam { .. });
+            let p = buffers(true, true, adam, 100 + i as u64);
+            check_update(optimizer, soft(plan::Ste::Dense, "soft_threshold"), p, None);
+            let p = buffers(true, true, adam, 200 + i as u64);
+            let gate = p.eff.iter().map(|e| f32::from(*e != 0.0)).collect();
+            check_update(optimizer, soft(plan::Ste::Masked, "soft_threshold"), p, Some(gate));
+        }
+    }
+
+    #[test]
+    fn effective_weights_match_the_loop_with_and_without_row_scales() {
+        let kernels =
+            StepKernels::compile(&test_plan(soft(plan::Ste::Dense, "soft_threshold"), &optimizers()[0])).unwrap();
+        for rescale in [true, false] {
+            let mut p = buffers(true, true, false, 7);
+            if !rescale {
+                p.row_scale.fill(1.0);
+            }
+            let mut reference = vec![0.0; p.eff.len()];
+            soft_threshold_effective(&mut reference, &p.raw, &p.mask, 0.4, &p.row_scale, COLS);
+            kernels.effective(&mut p, 0.4, rescale).unwrap();
+            assert_agree("eff", &p.eff, &reference, 0.0);
+        }
+    }
+
+    #[test]
+    fn a_user_threshold_kernel_replaces_the_prelude() {
+        // kernel half_shrink(w; tau) = select(abs(w) > tau, w - sign(w) * tau * 0.5, 0)
+        let (w, tau) = (|| KExpr::Array(0), || KExpr::Scalar(0));
+        let bin = |op, a, b| KExpr::Binary(op, Box::new(a), Box::new(b));
+        let un = |op, a| KExpr::Unary(op, Box::new(a));
+        let shrunk =
+            bin(BinOp::Sub, w(), bin(BinOp::Mul, bin(BinOp::Mul, un(UnOp::Sign, w()), tau()), KExpr::Const(0.5)));
+        let body = KExpr::Select(
+            Box::new(bin(BinOp::Gt, un(UnOp::Abs, w()), tau())),
+            Box::new(shrunk),
+            Box::new(KExpr::Const(0.0)),
+        );
+        let def = KernelDef {
+            name: "half_shrink".into(),
+            arrays: vec!["w".into()],
+            scalars: vec!["tau".into()],
+            body,
+            span: Default::default(),
+        };
+        let mut plan = test_plan(soft(plan::Ste::Dense, "half_shrink"), &optimizers()[0]);
+        plan.kernels.push(def);
+        let kernels = StepKernels::compile(&plan).unwrap();
+        let mut p = buffers(true, true, false, 9);
+        kernels.effective(&mut p, 0.4, true).unwrap();
+        for (i, e) in p.eff.iter().enumerate() {
+            let (w, m, s) = (p.raw[i], p.mask[i], p.row_scale[i / COLS]);
+            let half = if w.abs() > 0.4 { w - w.signum() * 0.4 * 0.5 } else { 0.0 };
+            assert_eq!(*e, m * half * s, "eff[{i}]");
+        }
+        let missing = test_plan(soft(plan::Ste::Dense, "nowhere"), &optimizers()[0]);
+        assert_eq!(StepKernels::compile(&missing).err().map(|e| e.code()), Some("E0706"));
+    }
+
+    #[test]
+    fn remask_and_masked_magnitudes_are_products() {
+        let plan = test_plan(soft(plan::Ste::Dense, "soft_threshold"), &optimizers()[2]);
+        let kernels = StepKernels::compile(&plan).unwrap();
+        let mut p = buffers(true, true, true, 11);
+        let mut out = vec![0.0; p.raw.len()];
+        kernels.masked_scaled(&mut p, 3.0, &mut out).unwrap();
+        let want: Vec<f32> = p.raw.iter().zip(&p.mask).map(|(w, m)| w * m * 3.0).collect();
+        assert_agree("masked_scaled", &out, &want, 0.0);
+        let before = (p.raw.clone(), p.m1.clone(), p.m2.clone());
+        kernels.remask(&mut p).unwrap();
+        for (now, was) in [(&p.raw, &before.0), (&p.m1, &before.1), (&p.m2, &before.2)] {
+            let want: Vec<f32> = was.iter().zip(&p.mask).map(|(x, m)| x * m).collect();
+            assert_agree("remask", now, &want, 0.0);
+        }
+        assert!(p.raw.iter().zip(&p.mask).all(|(w, m)| *m == 1.0 || *w == 0.0));
+        assert_eq!(soft_threshold(-0.5, 0.25), -0.25);
     }
 }

@@ -20,7 +20,7 @@ pub use driver::PARALLEL_THRESHOLD;
 pub use error::KernelError;
 pub use native::MAX_ARRAYS;
 pub use program::{Expr, Let, Program, Store};
-pub use topk::{kth_largest_abs, mask_by_threshold, sparsity_threshold, Threshold};
+pub use topk::{keep_threshold, kth_largest_abs, mask_by_threshold, sparsity_threshold, Threshold};
 pub use update::{prelude, score_program, Optimizer, Score, UpdateKernel, UpdateRule};
 
 use crate::ir::kernel::KernelDef;

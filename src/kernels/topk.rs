@@ -15,10 +15,15 @@ use std::ops::AddAssign;
 
 use rayon::prelude::*;
 
-/// Inputs up to this size are selected by `select_nth_unstable` on the keys instead.
-const SMALL: usize = 1 << 14;
-/// Elements per rayon task when counting.
-const CHUNK: usize = 1 << 18;
+/// Inputs up to this size are selected by `select_nth_unstable` on a copy of the keys instead,
+/// which is faster below ~50,000 elements (the radix select's fixed cost is zeroing and
+/// scanning its histograms).
+const SMALL: usize = 1 << 16;
+/// Fewest elements per counting task: each task zeroes and merges its own 65,536-bucket
+/// histogram, which costs about as much as counting this many elements. There is one task per
+/// thread at most: four per thread (for balance when a core is busy) cost 3x at LeNet-300's
+/// 266,200 weights on one thread, where each extra histogram took ~0.1 ms of page faults.
+const MIN_TASK: usize = 1 << 16;
 const HIGH_BITS: u32 = 15;
 
 fn key(x: f32) -> u32 {
@@ -43,52 +48,95 @@ fn kth_largest_key(slices: &[&[f32]], k: usize) -> Option<(u32, usize)> {
         let kth = *kth;
         return Some((kth, larger.iter().filter(|k| **k > kth).count()));
     }
-    let high = histogram(slices, 1 << (31 - HIGH_BITS), |key| Some(key >> HIGH_BITS));
-    let (bucket, rank, above_bucket) = pick(&high, k);
-    let low =
-        histogram(slices, 1 << HIGH_BITS, |key| (key >> HIGH_BITS == bucket).then_some(key & ((1 << HIGH_BITS) - 1)));
-    let (low_key, _, above_in_bucket) = pick(&low, rank);
-    Some(((bucket << HIGH_BITS) | low_key, above_bucket + above_in_bucket))
-}
-
-/// Counts `bucket_of(key)` over all elements, in parallel. `u32` counters (half the cache
-/// footprint of `usize`) unless there are 2^32 elements or more.
-fn histogram(slices: &[&[f32]], buckets: usize, bucket_of: impl Fn(u32) -> Option<u32> + Sync) -> Vec<usize> {
-    let n: usize = slices.iter().map(|s| s.len()).sum();
     if u32::try_from(n).is_ok() {
-        let counts = histogram_with::<u32>(slices, buckets, bucket_of);
-        counts.into_iter().map(|c| c as usize).collect()
+        Some(radix_select::<u32>(slices, k))
     } else {
-        histogram_with::<usize>(slices, buckets, bucket_of)
+        Some(radix_select::<usize>(slices, k))
     }
 }
 
-fn histogram_with<C>(slices: &[&[f32]], buckets: usize, bucket_of: impl Fn(u32) -> Option<u32> + Sync) -> Vec<C>
-where
-    C: Copy + Default + Send + Sync + AddAssign + From<u8>,
-{
-    let pieces: Vec<&[f32]> = slices.iter().flat_map(|s| s.chunks(CHUNK)).collect();
-    let count = |mut hist: Vec<C>, piece: &&[f32]| {
-        for x in piece.iter() {
-            if let Some(b) = bucket_of(key(*x)) {
-                hist[b as usize] += C::from(1);
+/// A histogram counter: `u32` (half the cache footprint of `usize`) unless there are 2^32
+/// elements or more.
+trait Count: Copy + Default + Send + Sync + AddAssign + From<u8> {
+    fn get(self) -> usize;
+}
+
+impl Count for u32 {
+    fn get(self) -> usize {
+        self as usize
+    }
+}
+
+impl Count for usize {
+    fn get(self) -> usize {
+        self
+    }
+}
+
+/// The two passes described in the module docs; `k` is in `1..=n`.
+fn radix_select<C: Count>(slices: &[&[f32]], k: usize) -> (u32, usize) {
+    let high = histogram::<C>(slices, 1 << (31 - HIGH_BITS), |key| Some(key >> HIGH_BITS));
+    let (bucket, rank, above_bucket) = pick(&high, k);
+    let low = histogram::<C>(slices, 1 << HIGH_BITS, |key| {
+        (key >> HIGH_BITS == bucket).then_some(key & ((1 << HIGH_BITS) - 1))
+    });
+    let (low_key, _, above_in_bucket) = pick(&low, rank);
+    ((bucket << HIGH_BITS) | low_key, above_bucket + above_in_bucket)
+}
+
+/// Counts `bucket_of(key)` over all elements, split over the current rayon pool when there
+/// are enough elements for the tasks' own histograms to pay off.
+fn histogram<C: Count>(slices: &[&[f32]], buckets: usize, bucket_of: impl Fn(u32) -> Option<u32> + Sync) -> Vec<C> {
+    let count = |run: &[&[f32]]| {
+        let mut hist = vec![C::default(); buckets];
+        for piece in run {
+            for x in piece.iter() {
+                if let Some(b) = bucket_of(key(*x)) {
+                    hist[b as usize] += C::from(1);
+                }
             }
         }
         hist
     };
+    let n: usize = slices.iter().map(|s| s.len()).sum();
+    let tasks = rayon::current_num_threads().min(n / MIN_TASK).max(1);
+    if tasks == 1 {
+        return count(slices);
+    }
     let merge = |mut a: Vec<C>, b: Vec<C>| {
         a.iter_mut().zip(&b).for_each(|(a, b)| *a += *b);
         a
     };
-    let zeros = || vec![C::default(); buckets];
-    pieces.par_iter().fold(zeros, count).reduce(zeros, merge)
+    let runs = split(slices, n.div_ceil(tasks));
+    runs.par_iter().map(|run| count(run)).reduce_with(merge).unwrap_or_else(|| vec![C::default(); buckets])
+}
+
+/// Cuts the concatenation of `slices` into runs of `len` elements (the last one shorter), each
+/// a list of pieces of the slices, so that every task counts about as many elements.
+fn split<'a>(slices: &[&'a [f32]], len: usize) -> Vec<Vec<&'a [f32]>> {
+    let mut runs = vec![Vec::new()];
+    let mut room = len.max(1);
+    for slice in slices {
+        let mut rest = *slice;
+        while !rest.is_empty() {
+            if room == 0 {
+                runs.push(Vec::new());
+                room = len.max(1);
+            }
+            let (piece, tail) = rest.split_at(room.min(rest.len()));
+            runs.last_mut().into_iter().for_each(|run| run.push(piece));
+            room -= piece.len();
+            rest = tail;
+        }
+    }
+    runs
 }
 
 /// The bucket holding the k-th largest element, its rank inside the bucket (1-based, from the
 /// top), and the number of elements in higher buckets. `k` is at most the histogram's total.
-fn pick(hist: &[usize], k: usize) -> (u32, usize, usize) {
+fn pick<C: Count>(hist: &[C], k: usize) -> (u32, usize, usize) {
     let mut above = 0;
-    for (bucket, &count) in hist.iter().enumerate().rev() {
+    for (bucket, count) in hist.iter().map(|c| c.get()).enumerate().rev() {
         if above + count >= k {
             return (bucket as u32, k - above, above);
         }
@@ -115,7 +163,13 @@ pub struct Threshold {
 pub fn sparsity_threshold(slices: &[&[f32]], sparsity: f64) -> Threshold {
     let n: usize = slices.iter().map(|s| s.len()).sum();
     let zeros = ((sparsity.clamp(0.0, 1.0) * n as f64).round() as usize).min(n);
-    let keep = n - zeros;
+    keep_threshold(slices, n - zeros)
+}
+
+/// The threshold that keeps exactly `keep` of the weights (all of them if `keep` is larger).
+pub fn keep_threshold(slices: &[&[f32]], keep: usize) -> Threshold {
+    let n: usize = slices.iter().map(|s| s.len()).sum();
+    let keep = keep.min(n);
     match kth_largest_key(slices, keep) {
         Some((key, above)) => Threshold { magnitude: f32::from_bits(key), keep_ties: keep - above, keep },
         None => Threshold { magnitude: f32::from_bits(0x7fff_ffff), keep_ties: 0, keep: 0 },
@@ -153,8 +207,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn split_cuts_across_slices_into_equal_runs() {
+        let (a, b, c) = ([1.0; 5], [2.0; 0], [3.0; 4]);
+        let runs = split(&[&a, &b, &c], 4);
+        let lens: Vec<Vec<usize>> = runs.iter().map(|r| r.iter().map(|p| p.len()).collect()).collect();
+        assert_eq!(lens, vec![vec![4], vec![1, 3], vec![1]]);
+        assert_eq!(split(&[], 4).len(), 1);
+    }
+
+    #[test]
     fn pick_counts_from_the_top() {
-        let hist = [2, 0, 3, 1];
+        let hist = [2usize, 0, 3, 1];
         assert_eq!(pick(&hist, 1), (3, 1, 0));
         assert_eq!(pick(&hist, 2), (2, 1, 1));
         assert_eq!(pick(&hist, 4), (2, 3, 1));

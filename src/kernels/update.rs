@@ -1,6 +1,7 @@
 //! Composite update kernels. In: a mask update rule, an optimizer and optionally a user
 //! threshold `KernelDef`. Out: one fused [`Program`] (and its compiled [`UpdateKernel`]) that
-//! does the whole per-step update of a layer in one pass over memory.
+//! does the whole per-step update of a layer in one pass over memory; and the smaller programs
+//! the training engine runs beside it (the last four rows below).
 //!
 //! Argument order (arrays; scalars), as in `program().arrays` / `program().scalars`:
 //!
@@ -10,6 +11,16 @@
 //! | hard, Adam(W) | `w, g, m, v, mask` | `lr, beta1, beta2, eps, weight_decay, bc1, bc2_sqrt` |
 //! | soft_threshold, SGD | `raw, eff, g, m, mask` | `lr, momentum, weight_decay, tau, scale` |
 //! | soft_threshold, Adam(W) | `raw, eff, g, m, v, mask` | Adam's seven, then `tau, scale` |
+//! | [`raw_update_program`] | `raw, g, m[, v][, eff]` | the optimizer's (as `hard`) |
+//! | [`effective_program`] | `raw, mask, eff` | `tau, scale` |
+//! | [`remask_program`] | `w, m[, v], mask` | none |
+//! | [`masked_scaled_program`] | `raw, mask, out` | `scale` |
+//!
+//! The training engine runs ST-3 in two passes, [`raw_update_program`] at the end of a step and
+//! [`effective_program`] at the start of the next, because its `tau` is a quantile of the raw
+//! weights *after* the update: the fused [`UpdateRule::SoftThreshold`] kernel, which needs `tau`
+//! before it runs, could only use the previous step's `tau` and would miss the schedule's exact
+//! sparsity.
 //!
 //! `bc1` is the scalar `bias_correction1 = 1 - beta1^t`, `bc2_sqrt` is
 //! `bias_correction2_sqrt = sqrt(1 - beta2^t)`, for step `t`
@@ -20,7 +31,7 @@
 
 use super::program::{Expr, Let, Program, Store};
 use super::{Kernel, KernelError};
-use crate::ir::kernel::KernelDef;
+use crate::ir::kernel::{BinOp, KernelDef};
 
 /// How masked weights are updated (the `sparsity { update ... }` statement).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +40,8 @@ pub enum UpdateRule {
     Hard,
     /// ST-3: dense raw weights take the straight-through gradient; the pass also writes the
     /// effective weights `eff = mask * threshold(raw, tau) * scale`.
+    /// With `tau` fixed before the pass, so the engine, whose `tau` depends on the updated
+    /// weights, runs two passes instead (see the module docs).
     SoftThreshold,
 }
 
@@ -128,6 +141,17 @@ struct State {
     v: Option<usize>,
 }
 
+/// Where 0/1 factors enter the optimizer's arithmetic (`None`: nowhere).
+#[derive(Clone, Copy, Default)]
+struct Gates<'a> {
+    /// The gradient, L2 decay included.
+    grad: Option<&'a Expr>,
+    /// AdamW's decoupled decay.
+    decay: Option<&'a Expr>,
+    /// The new momentum and moments.
+    state: Option<&'a Expr>,
+}
+
 fn masked(mask: Option<&Expr>, x: Expr) -> Expr {
     match mask {
         Some(mask) => mask.clone() * x,
@@ -136,40 +160,49 @@ fn masked(mask: Option<&Expr>, x: Expr) -> Expr {
 }
 
 /// SGD with momentum and L2 weight decay (PyTorch's order); stores `m`, returns the new `w`.
-fn sgd(b: &mut Builder, s: &State, mask: Option<&Expr>, nesterov: bool) -> Expr {
+fn sgd(b: &mut Builder, s: &State, gates: Gates, nesterov: bool) -> Expr {
     let (lr, mu, wd) = (b.scalar("lr"), b.scalar("momentum"), b.scalar("weight_decay"));
     let (w, g, m) = (Expr::Array(s.w), Expr::Array(s.g), Expr::Array(s.m));
-    let grad = b.bind("grad", masked(mask, g + wd * w.clone()));
-    let m_new = b.bind("m_new", masked(mask, mu.clone() * m + grad.clone()));
+    let grad = b.bind("grad", masked(gates.grad, g + wd * w.clone()));
+    let m_new = b.bind("m_new", masked(gates.state, mu.clone() * m + grad.clone()));
     b.store(s.m, m_new.clone());
     let step = if nesterov { grad + mu * m_new } else { m_new };
     w - lr * step
 }
 
 /// Adam or AdamW with PyTorch's arithmetic; stores `m` and `v`, returns the new `w`.
-fn adam(b: &mut Builder, s: &State, mask: Option<&Expr>, decoupled: bool) -> Expr {
+fn adam(b: &mut Builder, s: &State, gates: Gates, decoupled: bool) -> Expr {
     let names = ["lr", "beta1", "beta2", "eps", "weight_decay", "bias_correction1", "bias_correction2_sqrt"];
     let [lr, b1, b2, eps, wd, bc1, bc2_sqrt] = names.map(|n| b.scalar(n));
     let (w, g, m) = (Expr::Array(s.w), Expr::Array(s.g), Expr::Array(s.m));
     let v = Expr::Array(s.v.unwrap_or(s.m));
     let grad = if decoupled { g } else { g + wd.clone() * w.clone() };
-    let grad = b.bind("grad", masked(mask, grad));
+    let grad = b.bind("grad", masked(gates.grad, grad));
     let one = || Expr::Const(1.0);
-    let m_new = b.bind("m_new", masked(mask, b1.clone() * m + (one() - b1) * grad.clone()));
-    let v_new = b.bind("v_new", masked(mask, b2.clone() * v + (one() - b2) * (grad.clone() * grad)));
+    let m_new = b.bind("m_new", masked(gates.state, b1.clone() * m + (one() - b1) * grad.clone()));
+    let v_new = b.bind("v_new", masked(gates.state, b2.clone() * v + (one() - b2) * (grad.clone() * grad)));
     b.store(s.m, m_new.clone());
     if let Some(v) = s.v {
         b.store(v, v_new.clone());
     }
     let denom = v_new.sqrt() / bc2_sqrt + eps;
-    let w = if decoupled { w * (one() - lr.clone() * wd) } else { w };
+    let w = if decoupled { w * (one() - masked(gates.decay, lr.clone() * wd)) } else { w };
     w - (lr / bc1) * (m_new / denom)
 }
 
-fn optimizer_step(b: &mut Builder, s: &State, mask: Option<&Expr>, optimizer: Optimizer) -> Expr {
+fn optimizer_step(b: &mut Builder, s: &State, gates: Gates, optimizer: Optimizer) -> Expr {
     match optimizer {
-        Optimizer::Sgd { nesterov } => sgd(b, s, mask, nesterov),
-        Optimizer::Adam { decoupled_decay } => adam(b, s, mask, decoupled_decay),
+        Optimizer::Sgd { nesterov } => sgd(b, s, gates, nesterov),
+        Optimizer::Adam { decoupled_decay } => adam(b, s, gates, decoupled_decay),
+    }
+}
+
+fn optimizer_name(optimizer: Optimizer) -> &'static str {
+    match optimizer {
+        Optimizer::Sgd { nesterov: false } => "sgd",
+        Optimizer::Sgd { nesterov: true } => "sgd_nesterov",
+        Optimizer::Adam { decoupled_decay: false } => "adam",
+        Optimizer::Adam { decoupled_decay: true } => "adamw",
     }
 }
 
@@ -178,13 +211,7 @@ fn program_name(rule: UpdateRule, optimizer: Optimizer, threshold: Option<&Kerne
         UpdateRule::Hard => "hard".to_string(),
         UpdateRule::SoftThreshold => format!("soft_threshold[{}]", threshold.map_or("soft_threshold", |d| &d.name)),
     };
-    let optimizer = match optimizer {
-        Optimizer::Sgd { nesterov: false } => "sgd",
-        Optimizer::Sgd { nesterov: true } => "sgd_nesterov",
-        Optimizer::Adam { decoupled_decay: false } => "adam",
-        Optimizer::Adam { decoupled_decay: true } => "adamw",
-    };
-    format!("update_{rule}_{optimizer}")
+    format!("update_{rule}_{}", optimizer_name(optimizer))
 }
 
 /// The fused update program; `threshold` (one array, one scalar) replaces the prelude's
@@ -204,12 +231,13 @@ pub fn update_program(
     let state = State { w, g, m, v };
     match eff {
         None => {
-            let w_new = optimizer_step(&mut b, &state, Some(&mask), optimizer);
+            let gates = Gates { grad: Some(&mask), decay: None, state: Some(&mask) };
+            let w_new = optimizer_step(&mut b, &state, gates, optimizer);
             b.store(w, mask * w_new);
         }
         Some(eff) => {
             // Straight-through: the dense gradient updates the raw weights unmasked.
-            let raw_new = optimizer_step(&mut b, &state, None, optimizer);
+            let raw_new = optimizer_step(&mut b, &state, Gates::default(), optimizer);
             let raw_new = b.bind("raw_new", raw_new);
             b.store(w, raw_new.clone());
             let (tau, scale) = (b.scalar("tau"), b.scalar("scale"));
@@ -218,6 +246,68 @@ pub fn update_program(
             b.store(eff, mask * shrunk * scale);
         }
     }
+    b.program.validate()?;
+    Ok(b.program)
+}
+
+/// The optimizer step alone on weights that are never masked: dense parameters, and the raw
+/// weights of ST-3 (the first of the engine's two passes, see the module docs). Arrays
+/// `raw, g, m[, v]`, scalars as for [`UpdateRule::Hard`]. With `gated` (ST-3's `ste: masked`)
+/// a last array `eff` is read and the gradient, L2 decay included, and AdamW's decoupled decay
+/// are multiplied by `eff != 0`; momentum and moments are never masked.
+pub fn raw_update_program(optimizer: Optimizer, gated: bool) -> Result<Program, KernelError> {
+    let name = format!("update_{}_{}", if gated { "gated" } else { "dense" }, optimizer_name(optimizer));
+    let mut b = Builder::new(name);
+    let (w, g, m) = (b.array("raw"), b.array("g"), b.array("m"));
+    let v = matches!(optimizer, Optimizer::Adam { .. }).then(|| b.array("v"));
+    let gate = gated.then(|| {
+        let eff = Expr::Array(b.array("eff"));
+        b.bind("gate", Expr::binary(BinOp::Ne, eff, Expr::Const(0.0)))
+    });
+    let gates = Gates { grad: gate.as_ref(), decay: gate.as_ref(), state: None };
+    let w_new = optimizer_step(&mut b, &State { w, g, m, v }, gates, optimizer);
+    b.store(w, w_new);
+    b.program.validate()?;
+    Ok(b.program)
+}
+
+/// ST-3's effective weights, the engine's second pass: `eff = mask * threshold(raw, tau) *
+/// scale`, with `threshold` a kernel of one array and one scalar (the prelude's
+/// `soft_threshold` or a user kernel). Run per output channel with [`Kernel::run_rows`] to give
+/// each row its own `scale`.
+pub fn effective_program(threshold: &KernelDef) -> Result<Program, KernelError> {
+    let mut b = Builder::new(format!("effective[{}]", threshold.name));
+    let (raw, mask, eff) = (b.array("raw"), b.array("mask"), b.array("eff"));
+    let (tau, scale) = (b.scalar("tau"), b.scalar("scale"));
+    let shrunk = Expr::from_kexpr(threshold, &[Expr::Array(raw)], &[tau])?;
+    b.store(eff, Expr::Array(mask) * shrunk * scale);
+    b.program.validate()?;
+    Ok(b.program)
+}
+
+/// Multiplies weights and optimizer state by a new mask (exact zeros where it is 0): arrays
+/// `w, m[, v], mask`.
+pub fn remask_program(adam: bool) -> Result<Program, KernelError> {
+    let mut b = Builder::new(format!("remask_{}", if adam { "adam" } else { "sgd" }));
+    let mut state = vec![b.array("w"), b.array("m")];
+    if adam {
+        state.push(b.array("v"));
+    }
+    let mask = Expr::Array(b.array("mask"));
+    for a in state {
+        b.store(a, Expr::Array(a) * mask.clone());
+    }
+    b.program.validate()?;
+    Ok(b.program)
+}
+
+/// `out = raw * mask * scale`: the values whose k-th smallest magnitude is ST-3's `tau` when
+/// masks or ST-3-sigma's per-layer scale make them differ from the raw weights.
+pub fn masked_scaled_program() -> Result<Program, KernelError> {
+    let mut b = Builder::new("masked_scaled".into());
+    let (raw, mask, out) = (b.array("raw"), b.array("mask"), b.array("out"));
+    let scale = b.scalar("scale");
+    b.store(out, Expr::Array(raw) * Expr::Array(mask) * scale);
     b.program.validate()?;
     Ok(b.program)
 }
@@ -245,6 +335,22 @@ impl UpdateKernel {
         threshold: Option<&KernelDef>,
     ) -> Result<UpdateKernel, KernelError> {
         let kernel = Kernel::compile(update_program(rule, optimizer, threshold)?)?;
+        Ok(UpdateKernel { rule, optimizer, kernel })
+    }
+
+    /// Wraps `kernel`, compiled (for instance in a [`super::KernelModule`] with others) from
+    /// `update_program(rule, optimizer, threshold)`; an error if it was compiled from anything else.
+    pub fn from_kernel(
+        rule: UpdateRule,
+        optimizer: Optimizer,
+        threshold: Option<&KernelDef>,
+        kernel: Kernel,
+    ) -> Result<UpdateKernel, KernelError> {
+        let expected = update_program(rule, optimizer, threshold)?;
+        if kernel.program() != &expected {
+            let reason = format!("it was not compiled from `{}`", expected.name);
+            return Err(KernelError::BadProgram { kernel: kernel.program().name.clone(), reason });
+        }
         Ok(UpdateKernel { rule, optimizer, kernel })
     }
 

@@ -1,46 +1,20 @@
 //! Exact top-k masks. In: a group's weights (several tensors) and `k`, the number of zeros.
 //! Out: masks of `0.0`/`1.0` with exactly `k` zeros over the group.
 //!
-//! Order is `|w|` then position in the group (earlier first), a total order, so ties break
-//! deterministically. The k-th key is found with `select_nth_unstable` (a radix select can
-//! replace it later without changing results).
+//! The cut is found by the radix select of [`crate::kernels::topk`]. Weights tied in `|w|` at
+//! the cut survive in group order (earlier tensors, then earlier positions, first), so the count
+//! is exact and the masks do not depend on the number of threads.
 
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
 
-/// Sort key: `|w|` bits (these order like `|w|` for non-NaN values; NaN sorts last) above a
-/// 33-bit position.
-fn key(w: f32, pos: usize) -> u64 {
-    (((w.to_bits() & 0x7fff_ffff) as u64) << 33) | pos as u64
-}
-
-/// The largest key among the `k` smallest, or `None` when `k == 0`.
-fn kth_key(weights: &[&[f32]], k: usize) -> Option<u64> {
-    if k == 0 {
-        return None;
-    }
-    let mut keys: Vec<u64> = Vec::with_capacity(weights.iter().map(|w| w.len()).sum());
-    for w in weights {
-        let base = keys.len();
-        keys.extend(w.iter().enumerate().map(|(i, &v)| key(v, base + i)));
-    }
-    let k = k.min(keys.len());
-    Some(*keys.select_nth_unstable(k - 1).1)
-}
+use crate::kernels::{keep_threshold, mask_by_threshold};
 
 /// Zeros the `k` smallest-magnitude weights of the group, ones elsewhere.
 pub fn magnitude_masks(weights: &[&[f32]], k: usize, masks: &mut [&mut [f32]]) {
-    let cut = kth_key(weights, k);
-    let mut pos = 0;
-    for (w, m) in weights.iter().zip(masks.iter_mut()) {
-        for (i, (&v, mv)) in w.iter().zip(m.iter_mut()).enumerate() {
-            *mv = match cut {
-                Some(c) if key(v, pos + i) <= c => 0.0,
-                _ => 1.0,
-            };
-        }
-        pos += w.len();
-    }
+    let n: usize = weights.iter().map(|w| w.len()).sum();
+    let threshold = keep_threshold(weights, n - k.min(n));
+    mask_by_threshold(weights, &threshold, masks);
 }
 
 /// Zeros `k` positions of the group drawn uniformly without replacement.
@@ -90,11 +64,15 @@ mod tests {
     }
 
     #[test]
-    fn ties_break_towards_earlier_positions() {
+    fn ties_at_the_cut_keep_earlier_positions() {
         let w = [1.0, -1.0, 1.0, 2.0];
         let mut m = [0.0; 4];
         magnitude_masks(&[&w], 2, &mut [&mut m]);
-        assert_eq!(m, [0.0, 0.0, 1.0, 1.0]);
+        assert_eq!(m, [1.0, 0.0, 0.0, 1.0]);
+        let (a, b) = ([0.0, 3.0], [-0.0, 0.0, 1.0]);
+        let (mut ma, mut mb) = ([9.0; 2], [9.0; 3]);
+        magnitude_masks(&[&a, &b], 2, &mut [&mut ma, &mut mb]);
+        assert_eq!((ma, mb), ([1.0, 1.0], [0.0, 0.0, 1.0]));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Sparsity math, free of any tensor library. In: the plan's `Sparsity` and `Param`s, weights
 //! as plain slices. Out: schedule progress per step ([`schedule`]), exact top-k masks
 //! ([`mask`]), soft thresholds and per-channel rescales ([`threshold`]), and the grouping of
-//! parameters that share one target ([`groups`]).
+//! parameters that share one target ([`groups`](mod@groups)).
 
 pub mod groups;
 pub mod mask;
