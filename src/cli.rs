@@ -166,7 +166,8 @@ fn check(file: &Path, format: Format, emit: Option<Emit>, sets: &[String]) -> i3
     0
 }
 
-/// The kernel IR of every plan: its kernels in the stable text form.
+/// The kernel IR of every plan: its kernel definitions, then the fused programs a run compiles
+/// (each a list of `let`s and in-place stores over one element).
 pub fn kernel_listing(comp: &Compilation) -> String {
     let mut out = String::new();
     for p in &comp.checked.plans {
@@ -174,8 +175,23 @@ pub fn kernel_listing(comp: &Compilation) -> String {
         for k in &p.kernels {
             out.push_str(&format!("  {k}\n"));
         }
+        match crate::exec::jit::step_programs(p) {
+            Ok(programs) => {
+                for program in programs {
+                    match program {
+                        Ok(pr) => out.push_str(&indent(&pr.to_string())),
+                        Err(e) => out.push_str(&format!("  error: {e}\n")),
+                    }
+                }
+            }
+            Err(e) => out.push_str(&format!("  error: {e}\n")),
+        }
     }
     out
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect()
 }
 
 fn run(comp: &Compilation, recipe: Option<&str>, out: Option<PathBuf>, threads: Option<usize>, format: Format) -> i32 {

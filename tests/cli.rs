@@ -86,3 +86,24 @@ fn run_needs_a_recipe_choice_when_a_file_has_several() {
     assert_eq!(code, 2);
     assert!(err.contains("--recipe") && err.contains("st3_lenet300_99"));
 }
+
+/// A diverging run is a diagnostic pointing at the optimizer line, not a panic or a NaN report.
+#[test]
+fn a_diverging_run_points_at_the_optimizer() {
+    let dir = std::env::temp_dir().join(format!("sprsc-nan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("nan.sprs");
+    std::fs::write(
+        &file,
+        "recipe too_fast {\n  data synthetic_digits(train: 600, test: 100)\n  model lenet300_100\n  train {\n    epochs 1\n    batch 64\n    optimizer sgd(lr: 1e30)\n  }\n}\n",
+    )
+    .unwrap();
+    let out = dir.join("run");
+    let (code, stdout, _) =
+        sprsc(&["run", file.to_str().unwrap(), "--format", "json", "--out", out.to_str().unwrap(), "--threads", "1"]);
+    assert_eq!(code, 1);
+    let d: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(d["code"], "E0702");
+    assert_eq!(d["line"], 7, "points at `optimizer sgd(lr: 1e30)`");
+    let _ = std::fs::remove_dir_all(&dir);
+}

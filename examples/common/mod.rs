@@ -117,6 +117,7 @@ pub fn plan(mut model: Model, target: f64, batch: usize) -> Plan {
         loss: Loss::CrossEntropy,
         clip_grad_norm: None,
         eval_every: 1,
+        span: Span::default(),
     };
     let data = DataSpec { dataset: Dataset::Mnist, path: None, val: 0, augment: vec![], span: Span::default() };
     let output = Output { dir: "runs/bench".into(), checkpoint_every: None, plots: false };

@@ -55,6 +55,7 @@ pub fn train(sink: &mut Sink, s: &Statement) -> Option<Train> {
         loss: loss.unwrap_or(Loss::CrossEntropy),
         clip_grad_norm: clip.unwrap_or(None),
         eval_every: eval_every.unwrap_or(1),
+        span: b.one("optimizer").map_or(s.span, |o| o.span),
     })
 }
 

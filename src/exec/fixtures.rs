@@ -78,6 +78,7 @@ pub fn sgd_train(epochs: u64, batch: usize, lr: f64) -> Train {
         loss: Loss::CrossEntropy,
         clip_grad_norm: None,
         eval_every: 1,
+        span: Span::default(),
     }
 }
 

@@ -20,7 +20,7 @@ use crate::ir::plan::{self, Plan, Ste, Update};
 use crate::kernels::update::{
     effective_program, masked_scaled_program, prelude, raw_update_program, remask_program, update_program,
 };
-use crate::kernels::{Kernel, KernelError, KernelModule, Optimizer, UpdateKernel, UpdateRule};
+use crate::kernels::{Kernel, KernelError, KernelModule, Optimizer, Program, UpdateKernel, UpdateRule};
 
 pub struct StepKernels {
     /// Masked weights under `hard` (and under `soft_threshold` once frozen).
@@ -65,26 +65,40 @@ fn threshold_def(plan: &Plan, name: &str) -> Result<KernelDef, RunError> {
     Err(RunError::Plan { msg, span: plan.sparsity.span })
 }
 
+/// The threshold kernel and whether the straight-through gradient is gated, under ST-3.
+fn soft_threshold(plan: &Plan) -> Result<Option<(KernelDef, bool)>, RunError> {
+    match &plan.sparsity.update {
+        Update::SoftThreshold { kernel, ste, .. } => Ok(Some((threshold_def(plan, kernel)?, *ste == Ste::Masked))),
+        _ => Ok(None),
+    }
+}
+
+/// The fused programs a run of `plan` compiles, in the order [`StepKernels::compile`] takes
+/// them: hard update, dense update, re-mask, then under ST-3 the effective-weight and
+/// masked-scale programs and (`ste: masked`) the gated raw update. `sprsc check --emit kernels`
+/// prints these.
+pub fn step_programs(plan: &Plan) -> Result<Vec<Result<Program, KernelError>>, RunError> {
+    let opt = optimizer(&plan.train.optimizer);
+    let adam = matches!(opt, Optimizer::Adam { .. });
+    let mut programs = vec![update_program(UpdateRule::Hard, opt, None), raw_update_program(opt, false)];
+    programs.push(remask_program(adam));
+    if let Some((def, gated)) = soft_threshold(plan)? {
+        programs.extend([effective_program(&def), masked_scaled_program()]);
+        if gated {
+            programs.push(raw_update_program(opt, true));
+        }
+    }
+    Ok(programs)
+}
+
 impl StepKernels {
     pub fn compile(plan: &Plan) -> Result<StepKernels, RunError> {
-        let opt = optimizer(&plan.train.optimizer);
-        let adam = matches!(opt, Optimizer::Adam { .. });
-        let soft = match &plan.sparsity.update {
-            Update::SoftThreshold { kernel, ste, .. } => Some((threshold_def(plan, kernel)?, *ste == Ste::Masked)),
-            _ => None,
-        };
+        let soft = soft_threshold(plan)?;
         // A failed compile is a bug, blamed on the user kernel when there is one.
         let span = soft.as_ref().map_or(plan.sparsity.span, |(def, _)| def.span);
         let failed = |e: KernelError| RunError::KernelCompile { msg: e.to_string(), span };
-        let mut programs = vec![update_program(UpdateRule::Hard, opt, None), raw_update_program(opt, false)];
-        programs.push(remask_program(adam));
-        if let Some((def, gated)) = &soft {
-            programs.extend([effective_program(def), masked_scaled_program()]);
-            if *gated {
-                programs.push(raw_update_program(opt, true));
-            }
-        }
-        let programs = programs.into_iter().collect::<Result<Vec<_>, _>>().map_err(failed)?;
+        let opt = optimizer(&plan.train.optimizer);
+        let programs = step_programs(plan)?.into_iter().collect::<Result<Vec<_>, _>>().map_err(failed)?;
         let mut kernels = KernelModule::compile(programs).map_err(failed)?.into_kernels().into_iter();
         let mut next = || kernels.next().ok_or_else(|| failed(KernelError::Host("a kernel is missing".into())));
         let hard = UpdateKernel::from_kernel(UpdateRule::Hard, opt, None, next()?).map_err(failed)?;

@@ -250,7 +250,7 @@ impl<'a> Trainer<'a> {
     }
 
     /// The recipe line to blame for a diverging loss: a technique if any (they change the
-    /// loss landscape), else the recipe (the plan carries no span for `train`).
+    /// loss landscape), else the optimizer statement (its learning rate).
     fn blame_span(&self) -> Span {
         self.plan
             .techniques
@@ -264,7 +264,7 @@ impl<'a> Trainer<'a> {
                 | Technique::WeightSharing { span, .. } => *span,
             })
             .next()
-            .unwrap_or(self.plan.span)
+            .unwrap_or(self.plan.train.span)
     }
 
     fn clip_gradients(&mut self) {

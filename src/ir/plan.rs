@@ -332,6 +332,8 @@ pub struct Train {
     pub clip_grad_norm: Option<f64>,
     /// Evaluate on the validation (or test) split every this many epochs.
     pub eval_every: u64,
+    /// The `optimizer` statement (else the `train` block): where a diverging loss points.
+    pub span: Span,
 }
 
 #[derive(Debug, Clone, PartialEq)]
