@@ -456,6 +456,22 @@ pub fn list<'a>(sink: &mut Sink, v: &'a Value) -> Option<&'a [Value]> {
     }
 }
 
+/// A named argument that must be one of `options` (a bare name), or `default` when absent.
+pub fn choice<T: Copy>(
+    sink: &mut Sink,
+    a: &mut Args,
+    key: &str,
+    what: &str,
+    options: &[(&'static str, T)],
+    default: T,
+) -> Option<T> {
+    let Some(v) = a.named(key) else { return Some(default) };
+    let names: Vec<&'static str> = options.iter().map(|(n, _)| *n).collect();
+    let (name, args) = variant(sink, v, what, &names)?;
+    args.finish(sink, &[]);
+    options.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
 /// A name or a call, one of `options`: returns the option and its (possibly empty) arguments.
 pub fn variant<'a>(
     sink: &mut Sink,

@@ -197,17 +197,14 @@ fn schedule(sink: &mut Sink, v: &Value) -> Option<Schedule> {
             let cycles = count(sink, &mut a, "cycles", 1, 10_000);
             let length = time_arg(sink, &mut a, "length", None, example);
             let peak = a.named("peak").map_or(Some(2.0), |v| r::multiplier(sink, v, "peak"));
-            let shape = match a.named("shape") {
-                None => Some(CycleShape::Cosine),
-                Some(v) => r::variant(sink, v, "cycle shape", &["cosine", "triangular"]).map(|(n, a)| {
-                    a.finish(sink, &[]);
-                    if n == "cosine" {
-                        CycleShape::Cosine
-                    } else {
-                        CycleShape::Triangular
-                    }
-                }),
-            };
+            let shape = r::choice(
+                sink,
+                &mut a,
+                "shape",
+                "cycle shape",
+                &[("cosine", CycleShape::Cosine), ("triangular", CycleShape::Triangular)],
+                CycleShape::Cosine,
+            );
             (
                 (|| Some(Schedule::Cyclic { cycles: cycles?, length: length?, peak: peak?, shape: shape? }))(),
                 &["cycles", "length", "peak", "shape"],
@@ -223,30 +220,24 @@ fn update(sink: &mut Sink, v: &Value) -> Option<Update> {
     let (u, known): (Option<Update>, &[&str]) = match name {
         "hard" => (Some(Update::Hard), &[]),
         "soft_threshold" => {
-            let ste = match a.named("ste") {
-                None => Some(Ste::Dense),
-                Some(v) => r::variant(sink, v, "straight-through mode", &["dense", "masked"]).map(|(n, a)| {
-                    a.finish(sink, &[]);
-                    if n == "dense" {
-                        Ste::Dense
-                    } else {
-                        Ste::Masked
-                    }
-                }),
-            };
+            let ste = r::choice(
+                sink,
+                &mut a,
+                "ste",
+                "straight-through mode",
+                &[("dense", Ste::Dense), ("masked", Ste::Masked)],
+                Ste::Dense,
+            );
             let rescale = a.named("rescale").map_or(Some(true), |v| r::boolean(sink, v));
             let sigma = a.named("sigma").map_or(Some(false), |v| r::boolean(sink, v));
-            let scope = match a.named("scope") {
-                None => Some(Scope::Global),
-                Some(v) => r::variant(sink, v, "scope", &["global", "layer"]).map(|(n, a)| {
-                    a.finish(sink, &[]);
-                    if n == "global" {
-                        Scope::Global
-                    } else {
-                        Scope::Layer
-                    }
-                }),
-            };
+            let scope = r::choice(
+                sink,
+                &mut a,
+                "scope",
+                "scope",
+                &[("global", Scope::Global), ("layer", Scope::Layer)],
+                Scope::Global,
+            );
             let kernel = match a.named("kernel") {
                 None => Some("soft_threshold".to_string()),
                 Some(Value { kind: ValueKind::Ident(k), .. }) => Some(k.clone()),
@@ -273,17 +264,14 @@ fn update(sink: &mut Sink, v: &Value) -> Option<Update> {
             let example = "prune_regrow(every: 100 steps, drop: 30%)";
             let every = time_arg(sink, &mut a, "every", None, example);
             let drop = a.named("drop").map_or(Some(0.3), |v| r::fraction(sink, v, "the drop fraction", false));
-            let grow = match a.named("grow") {
-                None => Some(Growth::Gradient),
-                Some(v) => r::variant(sink, v, "growth rule", &["random", "gradient"]).map(|(n, a)| {
-                    a.finish(sink, &[]);
-                    if n == "random" {
-                        Growth::Random
-                    } else {
-                        Growth::Gradient
-                    }
-                }),
-            };
+            let grow = r::choice(
+                sink,
+                &mut a,
+                "grow",
+                "growth rule",
+                &[("random", Growth::Random), ("gradient", Growth::Gradient)],
+                Growth::Gradient,
+            );
             let until = a.named("until").map(|v| r::time(sink, v));
             let u = (|| {
                 Some(Update::PruneRegrow {

@@ -20,17 +20,14 @@ pub fn techniques(sink: &mut Sink, s: &Statement) -> Vec<Technique> {
         let span = st.span;
         let (t, known): (Option<Technique>, &[&str]) = match k {
             "ghost_neurons" => {
-                let activation = match a.named("activation") {
-                    None => Some(Activation::Swish),
-                    Some(v) => r::variant(sink, v, "soft activation", &["swish", "mish", "gelu"]).map(|(n, a)| {
-                        a.finish(sink, &[]);
-                        match n {
-                            "swish" => Activation::Swish,
-                            "mish" => Activation::Mish,
-                            _ => Activation::Gelu,
-                        }
-                    }),
-                };
+                let activation = r::choice(
+                    sink,
+                    &mut a,
+                    "activation",
+                    "soft activation",
+                    &[("swish", Activation::Swish), ("mish", Activation::Mish), ("gelu", Activation::Gelu)],
+                    Activation::Swish,
+                );
                 let until = time_arg(sink, &mut a, "until", Some(Time::Fraction(0.4)), "");
                 let blend = time_arg(sink, &mut a, "blend", Some(Time::Epochs(1.0)), "");
                 (
@@ -53,17 +50,14 @@ pub fn techniques(sink: &mut Sink, s: &Statement) -> Vec<Technique> {
             "label_smoothing" => {
                 let alpha =
                     a.require(sink, 0, "alpha", "label_smoothing(0.1)").and_then(|v| r::probability(sink, v, "alpha"));
-                let style = match a.named("style") {
-                    None => Some(SmoothingStyle::Uniform),
-                    Some(v) => r::variant(sink, v, "smoothing style", &["uniform", "others"]).map(|(n, a)| {
-                        a.finish(sink, &[]);
-                        if n == "uniform" {
-                            SmoothingStyle::Uniform
-                        } else {
-                            SmoothingStyle::Others
-                        }
-                    }),
-                };
+                let style = r::choice(
+                    sink,
+                    &mut a,
+                    "style",
+                    "smoothing style",
+                    &[("uniform", SmoothingStyle::Uniform), ("others", SmoothingStyle::Others)],
+                    SmoothingStyle::Uniform,
+                );
                 if alpha == Some(1.0) {
                     sink.push(
                         Diagnostic::error("E0206", "alpha must be below 1").at(span, "removes all label information"),
