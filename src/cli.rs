@@ -14,6 +14,14 @@ use crate::Compilation;
 #[command(long_about = "sprsc reads a .sprs recipe (model, data, masks, sparsity schedule, training \
 techniques), checks it, lowers it to a training plan and runs it.\n\nExit codes: 0 success (warnings \
 allowed), 1 the recipe has errors, 2 usage or I/O error.")]
+#[command(after_help = "Examples:
+  sprsc run recipes/quickstart.sprs                 train on the built-in synthetic digits
+  sprsc check recipes/st3_lenet300.sprs --emit ir   the resolved plan, every default explicit
+  sprsc run recipes/st3_lenet300.sprs --recipe st3_lenet300 --set train.epochs=5
+  sprsc sweep recipes/gmp_lenet300.sprs             ST-3 vs GMP over targets and seeds
+  sprsc explain E0204
+
+Data sets are read from `path:`, else $SPRS_DATA/<name>, else ./data/<name>.")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
