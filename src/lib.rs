@@ -98,7 +98,7 @@ fn load(path: &Path, text: String, sources: &mut SourceMap, files: &mut Vec<File
         match std::fs::read_to_string(&target) {
             Ok(t) => load(&target, t, sources, files, diags),
             Err(e) => diags.push(
-                Diagnostic::error("E0003", format!("cannot read `{}`: {e}", target.display()))
+                Diagnostic::error("E0003", format!("cannot read `{rel}`: {e}"))
                     .at(span, "used here")
                     .with_help("`use` paths are relative to the file that contains them"),
             ),
