@@ -6,6 +6,8 @@
 //! `summary: fused_vs_triad=<fused GB/s / triad GB/s> fused_vs_unfused=<unfused time / fused
 //! time>`, both at 1e7 elements on 1 thread.
 
+mod timing;
+
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
@@ -23,23 +25,8 @@ const WD: f32 = 1e-4;
 const TAU: f32 = 0.05;
 const SCALE: f32 = 1.1;
 
-/// Best average time per call over several batches of about 20 ms each.
-fn time(mut f: impl FnMut()) -> Duration {
-    f();
-    let start = Instant::now();
-    f();
-    let once = start.elapsed().max(Duration::from_nanos(100));
-    let per_batch = (Duration::from_millis(20).as_nanos() / once.as_nanos()).max(1) as u32;
-    (0..7)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..per_batch {
-                f();
-            }
-            start.elapsed() / per_batch
-        })
-        .min()
-        .unwrap_or(once)
+fn time(f: impl FnMut()) -> Duration {
+    timing::best_time(Duration::from_millis(20), f)
 }
 
 fn gbps(bytes: usize, t: Duration) -> f64 {

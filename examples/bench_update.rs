@@ -6,7 +6,9 @@
 //!
 //! Run: `cargo run --release --example bench_update`. Times are the best mean of 7 batches.
 
-use std::time::{Duration, Instant};
+mod timing;
+
+use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -16,22 +18,8 @@ use sprsc::kernels::{Kernel, Optimizer, UpdateKernel, UpdateRule};
 const SGD: [f32; 3] = [0.01, 0.9, 1e-4];
 const ADAM: [f32; 7] = [1e-3, 0.9, 0.999, 1e-8, 1e-4, 0.1, 0.0316];
 
-fn time(mut f: impl FnMut()) -> Duration {
-    f();
-    let start = Instant::now();
-    f();
-    let once = start.elapsed().max(Duration::from_nanos(50));
-    let per_batch = (Duration::from_millis(10).as_nanos() / once.as_nanos()).max(1) as u32;
-    (0..7)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..per_batch {
-                f();
-            }
-            start.elapsed() / per_batch
-        })
-        .min()
-        .unwrap_or(once)
+fn time(f: impl FnMut()) -> Duration {
+    timing::best_time(Duration::from_millis(10), f)
 }
 
 fn gate(mask: Option<&[f32]>, i: usize) -> f32 {
