@@ -53,12 +53,8 @@ pub enum Command {
         /// Run directory (default: the recipe's `output { dir }`, else `runs/<recipe>`).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Worker threads for training (default: all cores).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Override a field, checked like the file: `--set train.epochs=2`. Repeatable.
-        #[arg(long = "set", value_name = "FIELD=VALUE")]
-        sets: Vec<String>,
+        #[command(flatten)]
+        training: TrainingArgs,
         /// How to print diagnostics.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -73,12 +69,8 @@ pub enum Command {
         /// Report directory (default: `runs/<sweep>`); each run gets a directory inside it.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Worker threads for training (default: all cores).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Override a field of every run: `--set train.epochs=2`. Repeatable.
-        #[arg(long = "set", value_name = "FIELD=VALUE")]
-        sets: Vec<String>,
+        #[command(flatten)]
+        training: TrainingArgs,
     },
     /// Explain a diagnostic code, e.g. `sprsc explain E0204`; `--list` lists all codes.
     Explain {
@@ -88,6 +80,18 @@ pub enum Command {
         #[arg(long)]
         list: bool,
     },
+}
+
+/// Options shared by the commands that train.
+#[derive(clap::Args, Debug)]
+pub struct TrainingArgs {
+    /// Worker threads for training (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Override a field (of every run, for a sweep), checked like the file:
+    /// `--set train.epochs=2`. Repeatable.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    pub sets: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -107,14 +111,16 @@ pub enum Emit {
 pub fn main_with(cli: Cli) -> i32 {
     match cli.command {
         Command::Check { file, format, emit, sets } => check(&file, format, emit, &sets),
-        Command::Run { file, recipe, out, threads, sets, format } => {
+        Command::Run { file, recipe, out, training: TrainingArgs { threads, sets }, format } => {
             let Some(comp) = compile_reporting(&file, &sets, format) else { return 2 };
             if comp.has_errors() {
                 return 1;
             }
             run(&comp, recipe.as_deref(), out, threads, format)
         }
-        Command::Sweep { file, name, out, threads, sets } => sweep(&file, name.as_deref(), out, threads, &sets),
+        Command::Sweep { file, name, out, training: TrainingArgs { threads, sets } } => {
+            sweep(&file, name.as_deref(), out, threads, &sets)
+        }
         Command::Explain { code, list } => explain(code.as_deref(), list),
     }
 }
