@@ -80,16 +80,16 @@ fn check(kernel: &Kernel, arrays: &[Vec<f32>], scalars: &[f32]) {
     assert_same(&kernel.program().name, &jit, &reference);
 }
 
+/// Inputs for every array of `program`, `n` long: random data with edges, 0/1 for `mask`.
+fn arrays_for(program: &Program, rng: &mut ChaCha8Rng, n: usize) -> Vec<Vec<f32>> {
+    program.arrays.iter().map(|name| if name == "mask" { mask_array(rng, n) } else { random_array(rng, n) }).collect()
+}
+
 /// Every length 0..=17 and `LARGE`, random data with edges; arrays named `mask` get 0/1.
 fn check_lengths(kernel: &Kernel, scalars: &[f32], seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     for n in (0..=17).chain([LARGE]) {
-        let arrays: Vec<Vec<f32>> = kernel
-            .program()
-            .arrays
-            .iter()
-            .map(|name| if name == "mask" { mask_array(&mut rng, n) } else { random_array(&mut rng, n) })
-            .collect();
+        let arrays = arrays_for(kernel.program(), &mut rng, n);
         check(kernel, &arrays, scalars);
     }
 }
@@ -377,12 +377,7 @@ fn parallel_equals_single_thread() {
         let kernel = UpdateKernel::compile(rule, optimizer, None).unwrap();
         let scalars = update_scalars(&kernel);
         let n = 1_000_003;
-        let arrays: Vec<Vec<f32>> = kernel
-            .program()
-            .arrays
-            .iter()
-            .map(|name| if name == "mask" { mask_array(&mut rng, n) } else { random_array(&mut rng, n) })
-            .collect();
+        let arrays = arrays_for(kernel.program(), &mut rng, n);
         let run = |threads| {
             let mut out = arrays.clone();
             let mut views: Vec<&mut [f32]> = out.iter_mut().map(|a| a.as_mut_slice()).collect();
