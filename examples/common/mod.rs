@@ -26,6 +26,7 @@ impl Builder {
             shape,
             masked,
             target: None,
+            added_by: None,
         });
     }
     fn dense(&mut self, name: &str, out: usize) {

@@ -20,6 +20,7 @@ fn walk(layers: &[Layer], out: &mut Vec<Param>) {
                 shape,
                 masked: kind == ParamKind::Weight,
                 target: None,
+                added_by: None,
             })
         };
         match &l.kind {

@@ -31,7 +31,7 @@ impl Trainer<'_> {
             let (mut images, mut labels) = (vec![0.0; idx.len() * n], vec![0usize; idx.len()]);
             fill_batch(split, shape, idx, &[], &mut rng, &mut images, &mut labels);
             let x = self.dev.tensor_from_vec(images, (idx.len(), n));
-            let logits = self.net.forward(x, &mut Mode { train: false, rng: &mut rng });
+            let logits = self.net.forward(x, &mut Mode { train: false, rng: &mut rng, step: self.step });
             let (l, ok) = cross_entropy(logits, &labels, None);
             correct += ok;
             loss += l.array() as f64 * idx.len() as f64;

@@ -194,6 +194,7 @@ fn conv_model() -> Model {
         shape,
         masked: false,
         target: None,
+        added_by: None,
     };
     let params = vec![
         p("conv1.weight", ParamKind::Weight, vec![4, 2, 3, 3]),
@@ -213,13 +214,13 @@ fn conv_model() -> Model {
 /// Loss of the whole conv/bn/residual/pool network, and every parameter's gradient.
 fn net_loss(model: &Model, values: &[Vec<f32>], x: &[f32], labels: &[usize]) -> (f32, Vec<Vec<f32>>) {
     let dev = Cpu::default();
-    let mut net = Net::build(model, &dev).unwrap();
+    let mut net = Net::build(model, &[], crate::exec::Clock { steps_per_epoch: 1, total_steps: 1 }, &dev).unwrap();
     for (t, v) in net.params.iter_mut().zip(values) {
         t.copy_from(v);
     }
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let xt = dev.tensor_from_vec(x.to_vec(), (labels.len(), 72)).leaky_traced();
-    let logits = net.forward(xt, &mut Mode { train: true, rng: &mut rng });
+    let logits = net.forward(xt, &mut Mode { train: true, rng: &mut rng, step: 0 });
     let (loss, _) = cross_entropy(logits, labels, None);
     let value = loss.array();
     let mut grads = loss.backward();

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 pub use error::RunError;
 
 use crate::data::DataSet;
-use crate::ir::plan::Plan;
+use crate::ir::plan::{Plan, Time};
 use crate::report::RunSummary;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -36,6 +36,19 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Stop after this many steps (tests).
     pub max_steps: Option<u64>,
+}
+
+/// Training time of one run: resolves the plan's symbolic [`Time`]s to steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    pub steps_per_epoch: u64,
+    pub total_steps: u64,
+}
+
+impl Clock {
+    pub fn at(&self, t: Time) -> u64 {
+        t.to_steps(self.steps_per_epoch, self.total_steps)
+    }
 }
 
 /// Trains `plan` on `data`, evaluates, and writes the run directory.

@@ -11,7 +11,8 @@ use super::ops::conv::{conv2d, ConvGeom};
 use super::ops::norm::{batch_norm, BnGeom, BnStats};
 use super::ops::pool::{avg_pool, global_avg_pool, max_pool, PoolGeom};
 use super::ops::{Grads, Tensor1, Tensor2};
-use crate::ir::plan::{Activation, Layer, LayerKind, Model, ParamKind};
+use super::Clock;
+use crate::ir::plan::{Activation, Layer, LayerKind, Model, ParamKind, Technique};
 
 /// A parameter as dfdx sees it: weights as `(out, fan_in)` matrices, the rest as vectors.
 pub enum ParamTensor {
@@ -80,14 +81,19 @@ pub struct Net {
     pub bn: Vec<(String, BnStats)>,
 }
 
-/// Forward-pass context: training mode (batch statistics, dropout) and the dropout rng.
+/// Forward-pass context: training mode (batch statistics, dropout), the dropout rng and the
+/// optimizer step (techniques that change over training read it).
 pub struct Mode<'a> {
     pub train: bool,
     pub rng: &'a mut ChaCha8Rng,
+    pub step: u64,
 }
 
 impl Net {
-    pub fn build(model: &Model, dev: &Cpu) -> Result<Net, RunError> {
+    /// The network of `model` with the `techniques` that change its graph; `clock` resolves
+    /// their windows to steps.
+    pub fn build(model: &Model, techniques: &[Technique], clock: Clock, dev: &Cpu) -> Result<Net, RunError> {
+        let _ = (techniques, clock);
         let params = model.params.iter().map(|p| ParamTensor::new(dev, p.kind, &p.shape)).collect();
         let mut net = Net { nodes: Vec::new(), params, bn: Vec::new() };
         net.nodes = build_nodes(&model.layers, model, &mut net.bn, true)?;

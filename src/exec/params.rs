@@ -88,7 +88,15 @@ mod tests {
     use crate::ir::plan::ParamKind;
 
     fn param(kind: ParamKind, shape: Vec<usize>) -> Param {
-        Param { name: "p".into(), layer: "l".into(), kind, shape, masked: kind == ParamKind::Weight, target: None }
+        Param {
+            name: "p".into(),
+            layer: "l".into(),
+            kind,
+            shape,
+            masked: kind == ParamKind::Weight,
+            target: None,
+            added_by: None,
+        }
     }
 
     #[test]

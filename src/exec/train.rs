@@ -96,7 +96,8 @@ impl<'a> Trainer<'a> {
         let kernels = StepKernels::compile(plan)?;
         let sparsifier = Sparsifier::new(plan, steps_per_epoch, total_steps, &mut params, &kernels)?;
         let dev = Cpu::default();
-        let net = Net::build(&plan.model, &dev)?;
+        let clock = super::Clock { steps_per_epoch, total_steps };
+        let net = Net::build(&plan.model, &plan.techniques, clock, &dev)?;
         let lr = Lr::new(&plan.train.lr, plan.train.optimizer.lr(), steps_per_epoch, total_steps);
         let dir = opts.out_dir.clone().unwrap_or_else(|| plan.output.dir.clone().into());
         let rundir = RunDir::create(&dir).map_err(RunError::io(&dir))?;
@@ -227,7 +228,7 @@ impl<'a> Trainer<'a> {
         let augment = &self.plan.data.augment;
         fill_batch(&self.data.train, shape, idx, augment, &mut self.rng_augment, &mut images, &mut labels);
         let x = self.dev.tensor_from_vec(images, (b, n)).leaky_traced();
-        let logits = self.net.forward(x, &mut Mode { train: true, rng: &mut self.rng_dropout });
+        let logits = self.net.forward(x, &mut Mode { train: true, rng: &mut self.rng_dropout, step: self.step });
         let (loss, correct) = cross_entropy(logits, &labels, self.smoothing);
         let value = loss.array();
         if !value.is_finite() {

@@ -215,7 +215,15 @@ mod jit {
     /// A weight (or, unmasked, a dense param) with random state; `eff` has exact zeros.
     fn buffers(masked: bool, soft: bool, adam: bool, seed: u64) -> ParamBuf {
         let kind = ParamKind::Weight;
-        let spec = Param { name: "w".into(), layer: "l".into(), kind, shape: vec![ROWS, COLS], masked, target: None };
+        let spec = Param {
+            name: "w".into(),
+            layer: "l".into(),
+            kind,
+            shape: vec![ROWS, COLS],
+            masked,
+            target: None,
+            added_by: None,
+        };
         let mut p = init(&[spec], seed, soft, adam).remove(0);
         let n = ROWS * COLS;
         p.raw = random(n, seed);

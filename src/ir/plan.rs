@@ -202,6 +202,9 @@ pub struct Param {
     /// Final sparsity of this tensor when known at plan time (uniform, erk, overrides);
     /// `None` under `global`, where the engine finds it from magnitudes.
     pub target: Option<f64>,
+    /// The technique that added this tensor (`ghost_skip`, `dyrelu`, `weight_sharing`);
+    /// `None` for the model's own. Added tensors are never masked.
+    pub added_by: Option<&'static str>,
 }
 
 impl Param {

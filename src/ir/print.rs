@@ -214,6 +214,7 @@ impl Display for Plan {
         writeln!(s, "  params {} tensors, {total} values, {masked} masked", m.params.len())?;
         for p in &m.params {
             let how = match (p.masked, p.target) {
+                (false, _) if p.added_by.is_some() => format!("dense, added by {}", p.added_by.unwrap_or_default()),
                 (false, _) => "dense".to_string(),
                 (true, Some(t)) => format!("masked target {}", pct(t)),
                 (true, None) => "masked target global".to_string(),
