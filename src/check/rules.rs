@@ -116,6 +116,23 @@ pub fn check(sink: &mut Sink, plan: &mut Plan, dense: &[(String, Span)], spans: 
             }
         }
     }
+    if let MaskMethod::Lottery { rewind, .. } = &plan.sparsity.mask {
+        inside(sink, *rewind, plan.sparsity.span, "the lottery's `rewind`");
+        // Each round's mask comes from the round before; a schedule or a moving mask would
+        // overwrite it.
+        let (what, span) = match (&plan.sparsity.schedule, &plan.sparsity.update) {
+            (Schedule::Constant, Update::Hard) => ("", plan.sparsity.span),
+            (Schedule::Constant, _) => ("update", spans.update.unwrap_or(plan.sparsity.span)),
+            _ => ("schedule", schedule_span),
+        };
+        if !what.is_empty() {
+            sink.push(
+                Diagnostic::error("E0312", format!("the `lottery` mask needs a fixed mask, but this {what} changes it"))
+                    .at(span, format!("this {what} moves the mask during training"))
+                    .with_help("use `schedule constant` and `update hard` with `mask lottery(...)`: each round prunes the last round's trained weights"),
+            );
+        }
+    }
     if let Update::PruneRegrow { every, .. } = &plan.sparsity.update {
         positive_time(sink, *every, spans.update.unwrap_or(plan.sparsity.span), "`every`");
     }

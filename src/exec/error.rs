@@ -24,6 +24,9 @@ pub enum RunError {
     #[error("training has no steps: {msg}")]
     NoSteps { msg: String, span: Span },
 
+    #[error("the `{method}` scores are not finite in 32-bit floats for this network")]
+    ScoreOverflow { method: &'static str, span: Span },
+
     #[error("internal error: the plan is inconsistent: {msg}")]
     Plan { msg: String, span: Span },
 
@@ -41,6 +44,7 @@ impl RunError {
             RunError::NoSteps { .. } => "E0705",
             RunError::Plan { .. } => "E0706",
             RunError::KernelCompile { .. } => "E0707",
+            RunError::ScoreOverflow { .. } => "E0708",
         }
     }
 
@@ -53,6 +57,9 @@ impl RunError {
             RunError::DataMismatch { .. } => "make `input` and the last layer match the data set".into(),
             RunError::Io { .. } => "choose another `output { dir ... }` or fix its permissions".into(),
             RunError::NoSteps { .. } => "use a smaller `batch`, more data, or more `epochs`".into(),
+            RunError::ScoreOverflow { .. } => {
+                "the product of weights along a path overflows: use `snip` or `grasp`, or a shallower model".into()
+            }
             RunError::Plan { .. } | RunError::KernelCompile { .. } => {
                 "this is a bug in sprsc; please report it with the recipe".into()
             }
@@ -66,7 +73,8 @@ impl RunError {
             | RunError::DataMismatch { span, .. }
             | RunError::NoSteps { span, .. }
             | RunError::Plan { span, .. }
-            | RunError::KernelCompile { span, .. } => Some(*span),
+            | RunError::KernelCompile { span, .. }
+            | RunError::ScoreOverflow { span, .. } => Some(*span),
             RunError::Io { .. } => None,
         }
     }

@@ -129,16 +129,6 @@ fn unsupported_features_and_bad_inputs_are_clean_errors() {
     let data = blobs([1, 4, 4], 3, 192, 60, 1);
     let span = Span::new(0, 10, 20);
     let mut p = golden_plan(Update::Hard);
-    p.sparsity.span = span;
-    p.sparsity.mask = MaskMethod::Snip { batches: 1 };
-    let e = run(&p, &data, &opts("err")).unwrap_err();
-    assert_eq!((e.code(), e.span()), ("E0701", Some(span)));
-    assert!(e.to_string().contains("snip"));
-    let mut p = golden_plan(Update::Hard);
-    p.sparsity.schedule =
-        Schedule::Cyclic { cycles: 2, length: Time::Epochs(1.0), peak: 3.0, shape: CycleShape::Cosine };
-    assert_eq!(run(&p, &data, &opts("err")).unwrap_err().code(), "E0701");
-    let mut p = golden_plan(Update::Hard);
     p.techniques.push(Technique::GradInit { iters: 1, lr: 0.1, eta: 0.1, min_scale: 0.01, span });
     assert_eq!(run(&p, &data, &opts("err")).unwrap_err().span(), Some(span));
     let other = blobs([1, 5, 5], 3, 192, 60, 1);

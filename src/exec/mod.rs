@@ -15,6 +15,7 @@ pub mod lr;
 pub mod net;
 pub mod ops;
 pub mod params;
+pub mod prune;
 pub mod sparsify;
 mod train;
 
@@ -67,5 +68,7 @@ pub fn run(plan: &Plan, data: &DataSet, opts: &RunOptions) -> Result<RunSummary,
 mod fixtures;
 #[cfg(test)]
 mod golden;
+#[cfg(test)]
+mod methods;
 #[cfg(test)]
 mod update;

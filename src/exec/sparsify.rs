@@ -1,19 +1,29 @@
 //! Applies the sparsity plan to the engine's buffers before each step. In: the plan's
 //! `Sparsity`, the step, the [`ParamBuf`]s. Out: masks, re-masked weights and optimizer state
-//! (`hard`), or thresholds and effective weights (`soft_threshold`). The math is in
-//! `crate::sparsity`, the elementwise passes are the run's JIT kernels ([`StepKernels`]); this
+//! (`hard`, `prune_regrow`), or thresholds and effective weights (`soft_threshold`). The math is
+//! in `crate::sparsity`, the elementwise passes are the run's JIT kernels ([`StepKernels`]); this
 //! file only walks the groups.
+//!
+//! Under `hard` a group's mask follows its scheduled number of zeros: when the schedule asks
+//! for more zeros the smallest live weights go (magnitude); when it asks for fewer (EAST's cyclic
+//! density rising) the pruned positions with the largest last gradient come back, at zero.
+//! `prune_regrow` (SET / RigL) additionally swaps, every `every` steps until `until`, a fraction
+//! of each tensor's live weights: the smallest by magnitude go, as many come back (random or by
+//! gradient), starting at zero with zero momentum; the fraction is `drop * (1 + cos(pi t /
+//! until)) / 2` (RigL's cosine annealing).
 
+use rand::seq::index::sample;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::error::RunError;
 use super::jit::{call_failed, StepKernels};
 use super::params::ParamBuf;
+use super::Clock;
 use crate::diagnostics::Span;
-use crate::ir::plan::{Distribution, MaskMethod, Scope, Ste, Update};
+use crate::ir::plan::{Growth, MaskMethod, Plan, Scope, Ste, Update};
 use crate::kernels::KernelError;
-use crate::sparsity::mask::{magnitude_masks, random_masks};
+use crate::sparsity::mask::{count_zeros, magnitude_masks, random_masks};
 use crate::sparsity::threshold::{kth_smallest_abs, rescale_rows, unscaled_threshold};
 use crate::sparsity::{groups, zeros_for, Group, SparsitySchedule};
 
@@ -23,12 +33,35 @@ pub enum Rule {
     Soft { ste: Ste, rescale: bool, sigma: bool },
 }
 
+/// SET / RigL's periodic drop-and-grow, resolved to steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Regrow {
+    pub every: u64,
+    pub drop: f64,
+    pub grow: Growth,
+    pub until: u64,
+}
+
+impl Regrow {
+    /// Fraction of each tensor's live weights swapped before step `t` (0 when no swap is due).
+    pub fn fraction(&self, t: u64) -> f64 {
+        if t == 0 || self.every == 0 || !t.is_multiple_of(self.every) || t >= self.until {
+            return 0.0;
+        }
+        self.drop * (1.0 + (std::f64::consts::PI * t as f64 / self.until as f64).cos()) / 2.0
+    }
+}
+
 pub struct Sparsifier {
     pub rule: Rule,
     groups: Vec<Group>,
     schedule: SparsitySchedule,
-    /// Progress whose masks are in place (`hard`); `None` forces the next `prepare` to apply.
-    applied: Option<f64>,
+    /// Zeros in place per group (`hard`); `None` forces the next `prepare` to recompute the
+    /// group's mask by magnitude.
+    applied: Vec<Option<usize>>,
+    regrow: Option<Regrow>,
+    /// Random growth (SET).
+    rng: ChaCha8Rng,
     freeze_at: Option<u64>,
     frozen: bool,
     /// Per param, `raw * mask * scale` for ST-3's quantile when masks or sigma make it differ
@@ -43,79 +76,136 @@ fn members<'a, T>(items: &'a mut [T], g: &Group) -> Vec<&'a mut T> {
     items.iter_mut().enumerate().filter(|(i, _)| g.members.contains(i)).map(|(_, p)| p).collect()
 }
 
+fn group_len(params: &[ParamBuf], g: &Group) -> usize {
+    g.members.iter().map(|&i| params[i].raw.len()).sum()
+}
+
 impl Sparsifier {
-    /// Checks the plan is supported and sets the initial masks.
+    /// Sets the initial masks of the methods that need nothing but the weights (`random`,
+    /// `magnitude`); masks found from the network (`snip`, `grasp`, `synflow`) are set after by
+    /// [`Sparsifier::set_masks`], `lottery` starts dense.
     pub fn new(
-        plan: &crate::ir::plan::Plan,
-        spe: u64,
-        total: u64,
+        plan: &Plan,
+        clock: Clock,
         params: &mut [ParamBuf],
         kernels: &StepKernels,
     ) -> Result<Sparsifier, RunError> {
         let sp = &plan.sparsity;
-        let unsupported = |what: &str| Err(RunError::NotImplemented { what: what.into(), span: sp.span });
-        let (rule, scope) = match &sp.update {
-            Update::Hard => (Rule::Hard, Scope::Global),
+        let (rule, scope, regrow) = match &sp.update {
+            Update::Hard => (Rule::Hard, Scope::Global, None),
             Update::SoftThreshold { ste, rescale, scope, sigma, .. } => {
-                (Rule::Soft { ste: *ste, rescale: *rescale, sigma: *sigma }, *scope)
+                (Rule::Soft { ste: *ste, rescale: *rescale, sigma: *sigma }, *scope, None)
             }
-            Update::PruneRegrow { .. } => return unsupported("the `prune_regrow` update"),
+            Update::PruneRegrow { every, drop, grow, until } => {
+                let until = until.map_or(clock.total_steps, |u| clock.at(u));
+                let regrow = Regrow { every: clock.at(*every).max(1), drop: *drop, grow: *grow, until };
+                (Rule::Hard, Scope::Global, Some(regrow))
+            }
         };
-        if sp.distribution == Distribution::Erk {
-            return unsupported("the `erk` distribution");
-        }
-        let Some(schedule) = SparsitySchedule::resolve(&sp.schedule, spe, total) else {
-            return unsupported("the `cyclic` schedule");
-        };
+        let schedule = SparsitySchedule::resolve(&sp.schedule, clock.steps_per_epoch, clock.total_steps);
         let magnitudes = match rule {
             Rule::Soft { sigma, .. } if sigma || sp.mask != MaskMethod::Dense => {
                 Some(params.iter().map(|p| vec![0.0; if p.eff.is_empty() { 0 } else { p.raw.len() }]).collect())
             }
             _ => None,
         };
+        let groups = groups(&plan.model.params, sp.target, scope);
+        let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
+        rng.set_stream(1);
         let mut s = Sparsifier {
             rule,
-            groups: groups(&plan.model.params, sp.target, scope),
+            applied: vec![None; groups.len()],
+            groups,
             schedule,
-            applied: None,
-            freeze_at: sp.freeze_at.map(|t| t.to_steps(spe, total)),
+            regrow,
+            rng: {
+                let mut r = ChaCha8Rng::seed_from_u64(plan.seed);
+                r.set_stream(4);
+                r
+            },
+            freeze_at: sp.freeze_at.map(|t| clock.at(t)),
             frozen: false,
             magnitudes,
             span: sp.span,
         };
-        let p0 = schedule.progress(0);
-        let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
-        rng.set_stream(1);
-        for g in &s.groups {
-            let mut ps = members(params, g);
-            let n: usize = ps.iter().map(|p| p.raw.len()).sum();
-            let k = zeros_for(p0 * g.target, n);
+        for (gi, (g, k)) in s.initial_zeros(params).into_iter().enumerate() {
+            let mut ps = members(params, &g);
             match &sp.mask {
-                MaskMethod::Dense => {}
                 MaskMethod::Random => {
-                    random_masks(k, &mut ps.iter_mut().map(|p| &mut p.mask[..]).collect::<Vec<_>>(), &mut rng)
+                    random_masks(k, &mut ps.iter_mut().map(|p| &mut p.mask[..]).collect::<Vec<_>>(), &mut rng);
+                    s.applied[gi] = Some(k);
                 }
                 MaskMethod::Magnitude => magnitude_group(&mut ps, k),
-                MaskMethod::Snip { .. } => return unsupported("the `snip` mask"),
-                MaskMethod::Grasp { .. } => return unsupported("the `grasp` mask"),
-                MaskMethod::Synflow { .. } => return unsupported("the `synflow` mask"),
-                MaskMethod::Lottery { .. } => return unsupported("the `lottery` mask"),
+                MaskMethod::Dense
+                | MaskMethod::Snip { .. }
+                | MaskMethod::Grasp { .. }
+                | MaskMethod::Synflow { .. }
+                | MaskMethod::Lottery { .. } => {}
             }
             for p in ps {
                 kernels.remask(p).map_err(call_failed(sp.span))?;
             }
         }
-        if sp.mask == MaskMethod::Random {
-            s.applied = Some(p0);
+        if let MaskMethod::Lottery { .. } = sp.mask {
+            // Round 0 trains the dense network; `lottery_prune` sets each round's mask.
+            s.applied.iter_mut().for_each(|a| *a = Some(0));
         }
         Ok(s)
     }
 
+    /// Each group with the number of zeros the schedule asks for at step 0.
+    pub fn initial_zeros(&self, params: &[ParamBuf]) -> Vec<(Group, usize)> {
+        self.groups
+            .iter()
+            .map(|g| (g.clone(), zeros_for(self.schedule.sparsity(0, g.target), group_len(params, g))))
+            .collect()
+    }
+
+    /// Installs masks found from the network (one per param, empty for unmasked ones) and
+    /// re-masks weights; the schedule's later changes start from them.
+    pub fn set_masks(
+        &mut self,
+        params: &mut [ParamBuf],
+        masks: Vec<Vec<f32>>,
+        kernels: &StepKernels,
+    ) -> Result<(), RunError> {
+        for (p, m) in params.iter_mut().zip(masks) {
+            if p.spec.masked {
+                p.mask = m;
+                kernels.remask(p).map_err(call_failed(self.span))?;
+            }
+        }
+        for (gi, g) in self.groups.iter().enumerate() {
+            self.applied[gi] = Some(g.members.iter().map(|&i| count_zeros(&params[i].mask)).sum());
+        }
+        Ok(())
+    }
+
+    /// Lottery round `round` of `rounds` (1-based): prunes each group by magnitude of the trained
+    /// weights to `1 - (1 - rate)^round` of its weights (at most its target), or to its target in
+    /// the last round; returns the masks. Pruned weights are already zero, so they stay pruned.
+    pub fn lottery_masks(&mut self, params: &mut [ParamBuf], round: usize, rounds: usize, rate: f64) -> Vec<Vec<f32>> {
+        for (gi, g) in self.groups.iter().enumerate() {
+            let s = if round >= rounds { g.target } else { (1.0 - (1.0 - rate).powi(round as i32)).min(g.target) };
+            let mut ps = members(params, g);
+            let n: usize = ps.iter().map(|p| p.raw.len()).sum();
+            let k = zeros_for(s, n);
+            magnitude_group(&mut ps, k);
+            self.applied[gi] = Some(k);
+        }
+        params.iter().map(|p| p.mask.clone()).collect()
+    }
+
     /// Target sparsity of each masked param's group after `t` steps, by param index.
     pub fn targets(&self, t: u64) -> Vec<(usize, f64)> {
-        let p = if self.frozen { 1.0 } else { self.schedule.progress(t) };
-        let mut out: Vec<(usize, f64)> =
-            self.groups.iter().flat_map(|g| g.members.iter().map(move |&i| (i, p * g.target))).collect();
+        let mut out: Vec<(usize, f64)> = self
+            .groups
+            .iter()
+            .flat_map(|g| {
+                let s = if self.frozen { g.target } else { self.schedule.sparsity(t, g.target) };
+                g.members.iter().map(move |&i| (i, s))
+            })
+            .collect();
         out.sort_by_key(|(i, _)| *i);
         out
     }
@@ -127,25 +217,38 @@ impl Sparsifier {
         }
         let call = call_failed(self.span);
         let freeze = self.freeze_at.is_some_and(|f| t >= f);
-        let p = if freeze { 1.0 } else { self.schedule.progress(t) };
+        let sparsity = |g: &Group| if freeze { g.target } else { self.schedule.sparsity(t, g.target) };
         match self.rule {
-            Rule::Hard if self.applied != Some(p) => {
-                for g in &self.groups {
+            Rule::Hard => {
+                for (gi, g) in self.groups.iter().enumerate() {
+                    let n = group_len(params, g);
+                    let k = zeros_for(sparsity(g), n);
                     let mut ps = members(params, g);
-                    let n: usize = ps.iter().map(|p| p.raw.len()).sum();
-                    magnitude_group(&mut ps, zeros_for(p * g.target, n));
+                    match self.applied[gi] {
+                        Some(cur) if cur == k => continue,
+                        Some(cur) if k < cur => grow_by_gradient(&mut ps, cur - k),
+                        _ => magnitude_group(&mut ps, k),
+                    }
                     for q in ps {
                         kernels.remask(q).map_err(&call)?;
                     }
+                    self.applied[gi] = Some(k);
                 }
-                self.applied = Some(p);
+                if let Some(r) = self.regrow {
+                    let f = r.fraction(t);
+                    if f > 0.0 {
+                        for p in params.iter_mut().filter(|p| p.spec.masked) {
+                            swap(p, f, r.grow, &mut self.rng, kernels).map_err(&call)?;
+                        }
+                    }
+                }
             }
-            Rule::Hard => {}
             Rule::Soft { rescale, sigma, .. } => {
                 for g in &self.groups {
                     let magnitudes = self.magnitudes.as_mut().map(|m| members(m, g));
+                    let s = sparsity(g);
                     let mut ps = members(params, g);
-                    soft_group(&mut ps, magnitudes, p * g.target, rescale, sigma, kernels).map_err(&call)?;
+                    soft_group(&mut ps, magnitudes, s, rescale, sigma, kernels).map_err(&call)?;
                 }
             }
         }
@@ -170,6 +273,53 @@ impl Sparsifier {
         self.magnitudes = None;
         Ok(())
     }
+}
+
+/// Revives the `m` pruned positions of the group with the largest `|grad|` (the last step's
+/// dense gradient); they start at zero (pruned weights and momentum are already zero).
+fn grow_by_gradient(ps: &mut [&mut ParamBuf], m: usize) {
+    let scores: Vec<Vec<f32>> = ps
+        .iter()
+        .map(|p| p.mask.iter().zip(&p.grad).map(|(k, g)| if *k != 0.0 { f32::INFINITY } else { g.abs() }).collect())
+        .collect();
+    let n: usize = scores.iter().map(Vec::len).sum();
+    let zeros = n - ps.iter().map(|p| p.mask.len() - count_zeros(&p.mask)).sum::<usize>() - m;
+    let refs: Vec<&[f32]> = scores.iter().map(|s| &s[..]).collect();
+    let mut masks: Vec<&mut [f32]> = ps.iter_mut().map(|p| &mut p.mask[..]).collect();
+    magnitude_masks(&refs, zeros, &mut masks);
+}
+
+/// One SET / RigL swap of `p`: the `round(f * live)` smallest live weights are pruned, then as
+/// many pruned positions (the just-pruned included) are revived at zero.
+fn swap(
+    p: &mut ParamBuf,
+    f: f64,
+    grow: Growth,
+    rng: &mut ChaCha8Rng,
+    kernels: &StepKernels,
+) -> Result<(), KernelError> {
+    let live = p.mask.len() - count_zeros(&p.mask);
+    let m = (f * live as f64).round() as usize;
+    if m == 0 {
+        return Ok(());
+    }
+    // Live weights rank by magnitude (never below the smallest positive float, so a live zero
+    // weight is not confused with a pruned one); pruned ones stay pruned.
+    let keyed: Vec<f32> =
+        p.raw.iter().zip(&p.mask).map(|(w, k)| if *k != 0.0 { w.abs().max(f32::from_bits(1)) } else { 0.0 }).collect();
+    let zeros = p.mask.len() - live + m;
+    magnitude_masks(&[&keyed], zeros, &mut [&mut p.mask[..]]);
+    kernels.remask(p)?;
+    match grow {
+        Growth::Gradient => grow_by_gradient(&mut [p], m),
+        Growth::Random => {
+            let pruned: Vec<usize> = (0..p.mask.len()).filter(|&i| p.mask[i] == 0.0).collect();
+            for j in sample(rng, pruned.len(), m.min(pruned.len())) {
+                p.mask[pruned[j]] = 1.0;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn magnitude_group(ps: &mut [&mut ParamBuf], k: usize) {

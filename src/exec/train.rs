@@ -16,13 +16,18 @@ use super::jit::{call_failed, optimizer_scalars, StepKernels};
 use super::lr::Lr;
 use super::net::{Mode, Net};
 use super::ops::loss::cross_entropy;
+use super::ops::norm::BnStats;
 use super::params::{self, ParamBuf};
+use super::prune::{self, Probe};
 use super::sparsify::Sparsifier;
 use super::RunOptions;
 use crate::data::{epoch_order, fill_batch, DataSet};
 use crate::diagnostics::Span;
-use crate::ir::plan::{Optimizer, ParamKind, Plan, SmoothingStyle, Technique};
+use crate::ir::plan::{MaskMethod, Optimizer, ParamKind, Plan, SmoothingStyle, Technique};
 use crate::report::{Metrics, RunDir, RunSummary};
+
+/// Every param's raw weights and every batchnorm layer's running statistics at one step.
+pub(super) type Snapshot = (Vec<Vec<f32>>, Vec<(String, BnStats)>);
 
 pub struct Trainer<'a> {
     pub(super) plan: &'a Plan,
@@ -43,6 +48,11 @@ pub struct Trainer<'a> {
     rng_dropout: ChaCha8Rng,
     smoothing: Option<(f32, SmoothingStyle)>,
     pub(super) losses: Vec<f32>,
+    /// Lottery: the round being trained (1-based; `None` in the final training), the step whose
+    /// weights rounds rewind to, and those weights with the batchnorm statistics once reached.
+    pub(super) round: Option<usize>,
+    pub(super) rewind_step: u64,
+    pub(super) rewind: Option<Snapshot>,
     pub(super) rundir: RunDir,
     pub(super) started: Instant,
 }
@@ -94,10 +104,14 @@ impl<'a> Trainer<'a> {
         let adam = matches!(plan.train.optimizer, Optimizer::Adam { .. });
         let mut params = params::init(&plan.model.params, plan.seed, soft, adam);
         let kernels = StepKernels::compile(plan)?;
-        let sparsifier = Sparsifier::new(plan, steps_per_epoch, total_steps, &mut params, &kernels)?;
         let dev = Cpu::default();
         let clock = super::Clock { steps_per_epoch, total_steps };
-        let net = Net::build(&plan.model, &plan.techniques, clock, &dev)?;
+        let mut net = Net::build(&plan.model, &plan.techniques, clock, &dev)?;
+        let mut sparsifier = Sparsifier::new(plan, clock, &mut params, &kernels)?;
+        let mut probe = Probe { net: &mut net, dev: &dev, data, batch: plan.train.batch, seed: plan.seed };
+        if let Some(masks) = prune::initial_masks(plan, &mut probe, &params, &sparsifier.initial_zeros(&params))? {
+            sparsifier.set_masks(&mut params, masks, &kernels)?;
+        }
         let lr = Lr::new(&plan.train.lr, plan.train.optimizer.lr(), steps_per_epoch, total_steps);
         let dir = opts.out_dir.clone().unwrap_or_else(|| plan.output.dir.clone().into());
         let rundir = RunDir::create(&dir).map_err(RunError::io(&dir))?;
@@ -124,6 +138,9 @@ impl<'a> Trainer<'a> {
             rng_dropout: rng(3),
             smoothing,
             losses: Vec::new(),
+            round: None,
+            rewind_step: 0,
+            rewind: None,
             rundir,
             started: Instant::now(),
         })
@@ -145,6 +162,54 @@ impl<'a> Trainer<'a> {
     }
 
     pub fn run(mut self) -> Result<RunSummary, RunError> {
+        if let MaskMethod::Lottery { rounds, rate, rewind } = self.plan.sparsity.mask {
+            // A rewind point past the run rewinds to the last step's weights.
+            self.rewind_step = rewind.to_steps(self.steps_per_epoch, self.total_steps).min(self.step_limit() - 1);
+            for round in 1..=rounds {
+                self.round = Some(round);
+                self.train_epochs()?;
+                let masks = self.sparsifier.lottery_masks(&mut self.params, round, rounds, rate);
+                self.rewind_to(masks)?;
+            }
+            self.round = None;
+        }
+        let epochs_run = self.train_epochs()?;
+        self.finish(epochs_run)
+    }
+
+    /// Lottery: back to the weights (times `masks`) and batchnorm statistics stored at the rewind
+    /// step, optimizer state and random streams reset, so the next round trains the sparse
+    /// network from that point exactly as the dense one went through it.
+    pub(super) fn rewind_to(&mut self, masks: Vec<Vec<f32>>) -> Result<(), RunError> {
+        let Some((weights, bn)) = self.rewind.take() else {
+            return Err(RunError::Plan {
+                msg: "the lottery rewind point was not reached".into(),
+                span: self.plan.sparsity.span,
+            });
+        };
+        for ((p, w), m) in self.params.iter_mut().zip(weights).zip(masks) {
+            p.raw = w;
+            if p.spec.masked {
+                p.mask = m;
+                p.raw.iter_mut().zip(&p.mask).for_each(|(w, m)| *w *= m);
+            }
+            p.m1.fill(0.0);
+            p.m2.fill(0.0);
+        }
+        self.net.bn = bn;
+        self.step = 0;
+        self.losses.clear();
+        let rng = |stream| {
+            let mut r = ChaCha8Rng::seed_from_u64(self.plan.seed);
+            r.set_stream(stream);
+            r
+        };
+        (self.rng_augment, self.rng_dropout) = (rng(2), rng(3));
+        Ok(())
+    }
+
+    /// The whole training schedule once; returns the epochs run.
+    pub(super) fn train_epochs(&mut self) -> Result<u64, RunError> {
         let pb = self.progress_bar();
         let (batch, n) = (self.plan.train.batch, self.data.train.len);
         let mut epochs_run = 0;
@@ -188,7 +253,7 @@ impl<'a> Trainer<'a> {
             }
         }
         pb.finish_and_clear();
-        self.finish(epochs_run)
+        Ok(epochs_run)
     }
 
     /// Evaluation line: accuracy on validation (or test when there is none).
@@ -198,6 +263,7 @@ impl<'a> Trainer<'a> {
             None => (None, Some(self.evaluate(&self.data.test)?.0)),
         };
         Ok(Metrics {
+            round: self.round,
             epoch,
             step: self.step,
             train_loss,
@@ -222,6 +288,9 @@ impl<'a> Trainer<'a> {
     /// One optimizer step on the examples `idx`; returns the loss and the number correct.
     pub(super) fn train_step(&mut self, idx: &[usize]) -> Result<(f32, usize), RunError> {
         self.load_weights()?;
+        if self.round.is_some() && self.step == self.rewind_step {
+            self.rewind = Some((self.params.iter().map(|p| p.raw.clone()).collect(), self.net.bn.clone()));
+        }
         let (shape, b) = (self.data.shape, idx.len());
         let n: usize = shape.iter().product();
         let (mut images, mut labels) = (vec![0.0; b * n], vec![0usize; b]);

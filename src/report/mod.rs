@@ -24,6 +24,9 @@ pub struct LayerSparsity {
 /// One line of `metrics.jsonl`, written at each evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Metrics {
+    /// The lottery round (1-based) this line's training belongs to; absent for the final run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round: Option<usize>,
     pub epoch: u64,
     pub step: u64,
     pub train_loss: f64,

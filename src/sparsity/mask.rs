@@ -33,6 +33,19 @@ pub fn random_masks(k: usize, masks: &mut [&mut [f32]], rng: &mut ChaCha8Rng) {
     }
 }
 
+/// Zeros the `k` lowest (signed) scores of the group, ones elsewhere; ties at the cut keep
+/// earlier positions. A sort: for scores that may be negative (GraSP), found once per run.
+pub fn score_masks(scores: &[&[f32]], k: usize, masks: &mut [&mut [f32]]) {
+    let mut all: Vec<(f32, usize, usize)> =
+        scores.iter().enumerate().flat_map(|(t, s)| s.iter().enumerate().map(move |(i, v)| (*v, t, i))).collect();
+    // Lowest first; among equal scores the later position is pruned first.
+    all.sort_by(|a, b| a.0.total_cmp(&b.0).then((b.1, b.2).cmp(&(a.1, a.2))));
+    masks.iter_mut().for_each(|m| m.fill(1.0));
+    for &(_, t, i) in all.iter().take(k) {
+        masks[t][i] = 0.0;
+    }
+}
+
 /// Zeros in a mask (or weights).
 pub fn count_zeros(v: &[f32]) -> usize {
     v.iter().filter(|x| **x == 0.0).count()
@@ -73,6 +86,15 @@ mod tests {
         let (mut ma, mut mb) = ([9.0; 2], [9.0; 3]);
         magnitude_masks(&[&a, &b], 2, &mut [&mut ma, &mut mb]);
         assert_eq!((ma, mb), ([1.0, 1.0], [0.0, 0.0, 1.0]));
+    }
+
+    #[test]
+    fn score_masks_prune_the_lowest_signed_scores() {
+        let (a, b) = ([0.5, -2.0, 3.0], [-0.1, 0.5, 7.0]);
+        let (mut ma, mut mb) = ([9.0; 3], [9.0; 3]);
+        score_masks(&[&a, &b], 3, &mut [&mut ma, &mut mb]);
+        // -2.0, -0.1 and the later of the two 0.5s go.
+        assert_eq!((ma, mb), ([1.0, 0.0, 1.0], [0.0, 0.0, 1.0]));
     }
 
     #[test]

@@ -1,0 +1,276 @@
+//! Masks found at initialisation from the network itself: SNIP, GraSP and SynFlow scores.
+//! In: the freshly initialised network ([`Net`]) and weights ([`ParamBuf`]), training batches
+//! (SNIP, GraSP) or none (SynFlow). Out: one score per weight (SNIP, GraSP), or the masks
+//! themselves (SynFlow, which prunes in rounds).
+//!
+//! Scores follow the official implementations the ToST paper used (`pruning_utils.py`, after
+//! the SNIP, GraSP and SynFlow authors' code); the lowest scores are pruned:
+//! - SNIP: `|w * g|` with `g` the gradient summed over the first `batches` training batches.
+//! - GraSP: `w * Hg`, where `g` is the gradient of the loss of `logits / temperature` summed over
+//!   the batches and `Hg` its Hessian-vector product. dfdx has no double backward, so `Hg` is the
+//!   central difference `(grad(w + e g) - grad(w - e g)) / 2e` (two more backward passes per
+//!   batch), with `e` chosen so the step moves the weights by 1% of their norm.
+//! - SynFlow: data-free; weights replaced by `|w|` (times the mask), batchnorm in eval mode, an
+//!   all-ones input of batch 1, `R = sum(logits)`, score `|w * dR/dw|`; `rounds` rounds, round
+//!   `r` keeping density `d^(r / rounds)` of the group (the exponential schedule).
+//!
+//! Scoring never changes what training sees: batchnorm running statistics are restored after.
+
+use dfdx::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::error::RunError;
+use super::net::{Mode, Net};
+use super::ops::loss::cross_entropy;
+use super::ops::Tensor2;
+use super::params::ParamBuf;
+use crate::data::{epoch_order, fill_batch, DataSet};
+use crate::ir::plan::{MaskMethod, Plan};
+use crate::sparsity::mask::{magnitude_masks, score_masks};
+use crate::sparsity::{zeros_for, Group};
+
+/// What scoring needs: the network, its device, the data and the batch size.
+pub struct Probe<'a> {
+    pub net: &'a mut Net,
+    pub dev: &'a Cpu,
+    pub data: &'a DataSet,
+    pub batch: usize,
+    pub seed: u64,
+}
+
+impl Probe<'_> {
+    fn load(&mut self, weights: &[Vec<f32>]) {
+        for (t, w) in self.net.params.iter_mut().zip(weights) {
+            t.copy_from(w);
+        }
+    }
+
+    /// The first `batches` batches of epoch 0's order (no augmentation), as `(images, labels)`.
+    fn batches(&self, batches: usize) -> Vec<(Vec<f32>, Vec<usize>)> {
+        let (shape, n) = (self.data.shape, self.data.shape.iter().product::<usize>());
+        let order = epoch_order(self.data.train.len, self.seed, 0);
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        order
+            .chunks_exact(self.batch.min(self.data.train.len).max(1))
+            .take(batches)
+            .map(|idx| {
+                let (mut images, mut labels) = (vec![0.0; idx.len() * n], vec![0; idx.len()]);
+                fill_batch(&self.data.train, shape, idx, &[], &mut rng, &mut images, &mut labels);
+                (images, labels)
+            })
+            .collect()
+    }
+
+    /// Gradient of the cross-entropy of `logits / temperature` at `weights`, summed over `batches`
+    /// (training mode, dropout from a fixed stream so repeated calls see the same network).
+    fn gradient(
+        &mut self,
+        weights: &[Vec<f32>],
+        batches: &[(Vec<f32>, Vec<usize>)],
+        temperature: f32,
+    ) -> Vec<Vec<f32>> {
+        self.load(weights);
+        let saved = self.net.bn.clone();
+        let mut total: Vec<Vec<f32>> = weights.iter().map(|w| vec![0.0; w.len()]).collect();
+        for (images, labels) in batches {
+            let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+            let x: Tensor2<_> = self.dev.tensor_from_vec(images.clone(), (labels.len(), images.len() / labels.len()));
+            let logits = self.net.forward(x.leaky_traced(), &mut Mode { train: true, rng: &mut rng, step: 0 });
+            let (loss, _) = cross_entropy(logits * (1.0 / temperature), labels, None);
+            let mut grads = loss.backward();
+            for (acc, t) in total.iter_mut().zip(&self.net.params) {
+                if let Ok(g) = t.grad(&mut grads) {
+                    acc.iter_mut().zip(g.iter()).for_each(|(a, g)| *a += g);
+                }
+            }
+        }
+        self.net.bn = saved;
+        total
+    }
+}
+
+/// The weights as the network sees them (masked).
+fn masked_weights(params: &[ParamBuf]) -> Vec<Vec<f32>> {
+    params
+        .iter()
+        .map(|p| match p.mask() {
+            Some(m) => p.raw.iter().zip(m).map(|(w, m)| w * m).collect(),
+            None => p.raw.clone(),
+        })
+        .collect()
+}
+
+/// SNIP's `|w * g|`, zero for unmasked params.
+pub fn snip(probe: &mut Probe, params: &[ParamBuf], batches: usize) -> Vec<Vec<f32>> {
+    let w = masked_weights(params);
+    let data = probe.batches(batches);
+    let g = probe.gradient(&w, &data, 1.0);
+    params
+        .iter()
+        .zip(w.iter().zip(&g))
+        .map(|(p, (w, g))| if p.spec.masked { w.iter().zip(g).map(|(w, g)| (w * g).abs()).collect() } else { vec![] })
+        .collect()
+}
+
+/// GraSP's `w * Hg` (signed; the lowest are pruned), zero-length for unmasked params.
+pub fn grasp(probe: &mut Probe, params: &[ParamBuf], batches: usize, temperature: f64) -> Vec<Vec<f32>> {
+    grasp_with_step(probe, params, batches, temperature, 0.01)
+}
+
+/// GraSP with the finite-difference step moving the weights by `step` times their norm.
+pub fn grasp_with_step(
+    probe: &mut Probe,
+    params: &[ParamBuf],
+    batches: usize,
+    temperature: f64,
+    step: f64,
+) -> Vec<Vec<f32>> {
+    let t = temperature as f32;
+    let w = masked_weights(params);
+    let data = probe.batches(batches);
+    // Only the masked weights are scored, so `g` and the perturbation live on them alone.
+    let mut g = probe.gradient(&w, &data, t);
+    for (p, g) in params.iter().zip(g.iter_mut()) {
+        if !p.spec.masked {
+            g.iter_mut().for_each(|v| *v = 0.0);
+        }
+    }
+    let norm = |v: &[Vec<f32>]| v.iter().flatten().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let (wn, gn) = (norm(&w), norm(&g));
+    let e = if gn > 0.0 { (step * wn / gn) as f32 } else { 0.0 };
+    let shifted = |sign: f32| -> Vec<Vec<f32>> {
+        w.iter().zip(&g).map(|(w, g)| w.iter().zip(g).map(|(w, g)| w + sign * e * g).collect()).collect()
+    };
+    let (plus, minus) = (shifted(1.0), shifted(-1.0));
+    let gp = probe.gradient(&plus, &data, t);
+    let gm = probe.gradient(&minus, &data, t);
+    params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if !p.spec.masked || e == 0.0 {
+                return if p.spec.masked { vec![0.0; p.raw.len()] } else { vec![] };
+            }
+            (0..p.raw.len()).map(|j| w[i][j] * (gp[i][j] - gm[i][j]) / (2.0 * e)).collect()
+        })
+        .collect()
+}
+
+/// SynFlow's scores `|w * dR/dw|` at the current masks (zero where pruned).
+fn synflow_scores(probe: &mut Probe, params: &[ParamBuf], masks: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    let abs: Vec<Vec<f32>> = params
+        .iter()
+        .zip(masks)
+        .map(|(p, m)| match p.spec.masked {
+            true => p.raw.iter().zip(m).map(|(w, m)| (w * m).abs()).collect(),
+            false => p.raw.iter().map(|w| w.abs()).collect(),
+        })
+        .collect();
+    probe.load(&abs);
+    let saved = probe.net.bn.clone();
+    let n: usize = probe.data.shape.iter().product();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let x: Tensor2<_> = probe.dev.tensor_from_vec(vec![1.0; n], (1, n));
+    let out = probe.net.forward(x.leaky_traced(), &mut Mode { train: false, rng: &mut rng, step: 0 });
+    let r = out.sum::<(), _>();
+    let finite = r.array().is_finite();
+    let mut grads = r.backward();
+    probe.net.bn = saved;
+    params
+        .iter()
+        .zip(abs.iter().zip(&probe.net.params))
+        .map(|(p, (w, t))| {
+            if !p.spec.masked {
+                return vec![];
+            }
+            let g = t.grad(&mut grads).map(|g| g.to_vec()).unwrap_or_else(|_| vec![0.0; w.len()]);
+            // An overflowed flow ranks nothing: treat as all-equal rather than NaN.
+            w.iter().zip(&g).map(|(w, g)| if finite { (w * g).abs() } else { 0.0 }).collect()
+        })
+        .collect()
+}
+
+/// SynFlow masks: `rounds` rounds of scoring and pruning, each group to density
+/// `d^(r/rounds)` after round `r` where `d` is its final density (`groups` give `(group, zeros)`).
+/// Returns `None` when the flow is not finite in f32 (very deep networks).
+pub fn synflow(
+    probe: &mut Probe,
+    params: &[ParamBuf],
+    groups: &[(Group, usize)],
+    rounds: usize,
+) -> Option<Vec<Vec<f32>>> {
+    let mut masks: Vec<Vec<f32>> = params.iter().map(|p| p.mask.clone()).collect();
+    masks.iter_mut().for_each(|m| m.fill(1.0));
+    let rounds = rounds.max(1);
+    for r in 1..=rounds {
+        let scores = synflow_scores(probe, params, &masks);
+        if scores.iter().flatten().all(|s| *s == 0.0) && scores.iter().any(|s| !s.is_empty()) {
+            return None;
+        }
+        for (g, zeros) in groups {
+            let n: usize = g.members.iter().map(|&i| params[i].raw.len()).sum();
+            let density = 1.0 - *zeros as f64 / n.max(1) as f64;
+            let k = if r == rounds { *zeros } else { zeros_for(1.0 - density.powf(r as f64 / rounds as f64), n) };
+            // Pruned weights score 0 and stay pruned; live ones score at least the smallest
+            // positive float so a zero flow never revives a pruned weight at a tie.
+            let live: Vec<Vec<f32>> = g
+                .members
+                .iter()
+                .map(|&i| {
+                    scores[i]
+                        .iter()
+                        .zip(&masks[i])
+                        .map(|(s, m)| if *m == 0.0 { 0.0 } else { s.max(f32::from_bits(1)) })
+                        .collect()
+                })
+                .collect();
+            let refs: Vec<&[f32]> = live.iter().map(|v| &v[..]).collect();
+            let mut ms: Vec<Vec<f32>> = g.members.iter().map(|&i| masks[i].clone()).collect();
+            let mut mrefs: Vec<&mut [f32]> = ms.iter_mut().map(|m| &mut m[..]).collect();
+            magnitude_masks(&refs, k, &mut mrefs);
+            for (&i, m) in g.members.iter().zip(ms) {
+                masks[i] = m;
+            }
+        }
+    }
+    Some(masks)
+}
+
+/// The initial masks of the methods that score the network (`snip`, `grasp`, `synflow`), one per
+/// param (empty for unmasked ones), each group cut to its `zeros`; `None` for other methods.
+pub fn initial_masks(
+    plan: &Plan,
+    probe: &mut Probe,
+    params: &[ParamBuf],
+    groups: &[(Group, usize)],
+) -> Result<Option<Vec<Vec<f32>>>, RunError> {
+    let from_scores = |scores: Vec<Vec<f32>>, signed: bool| {
+        let mut masks: Vec<Vec<f32>> = params.iter().map(|p| p.mask.clone()).collect();
+        for (g, k) in groups {
+            let refs: Vec<&[f32]> = g.members.iter().map(|&i| &scores[i][..]).collect();
+            let mut ms: Vec<Vec<f32>> = g.members.iter().map(|&i| masks[i].clone()).collect();
+            let mut mrefs: Vec<&mut [f32]> = ms.iter_mut().map(|m| &mut m[..]).collect();
+            if signed {
+                score_masks(&refs, *k, &mut mrefs);
+            } else {
+                magnitude_masks(&refs, *k, &mut mrefs);
+            }
+            for (&i, m) in g.members.iter().zip(ms) {
+                masks[i] = m;
+            }
+        }
+        masks
+    };
+    Ok(match plan.sparsity.mask {
+        MaskMethod::Snip { batches } => Some(from_scores(snip(probe, params, batches), false)),
+        MaskMethod::Grasp { temperature, batches } => {
+            Some(from_scores(grasp(probe, params, batches, temperature), true))
+        }
+        MaskMethod::Synflow { rounds } => match synflow(probe, params, groups, rounds) {
+            Some(m) => Some(m),
+            None => return Err(RunError::ScoreOverflow { method: "synflow", span: plan.sparsity.span }),
+        },
+        MaskMethod::Dense | MaskMethod::Random | MaskMethod::Magnitude | MaskMethod::Lottery { .. } => None,
+    })
+}
