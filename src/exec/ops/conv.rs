@@ -53,6 +53,27 @@ impl ConvGeom {
     fn col_rows(&self) -> usize {
         self.c * self.k * self.k
     }
+    /// A 1x1 conv with stride 1 and no padding: the image is its own column matrix, so
+    /// im2col and col2im are skipped (MobileNet's pointwise convs).
+    fn pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.pad == 0
+    }
+    /// Scratch for the column matrix (none when it is not needed).
+    fn col_buffer(&self) -> Vec<f32> {
+        if self.depthwise() || self.pointwise() {
+            Vec::new()
+        } else {
+            vec![0.0; self.col_rows() * self.col_cols()]
+        }
+    }
+    /// Sample `x`'s column matrix: `x` itself for a pointwise conv, else im2col into `col`.
+    fn columns<'a>(&self, x: &'a [f32], col: &'a mut [f32]) -> &'a [f32] {
+        if self.pointwise() {
+            return x;
+        }
+        im2col(self, x, col);
+        col
+    }
     /// Output channels per group.
     fn out_per_group(&self) -> usize {
         self.out / self.groups
@@ -62,7 +83,7 @@ impl ConvGeom {
     }
 
     /// Input coordinate read by output coordinate `o` at kernel offset `kk`, if inside.
-    fn src(&self, o: usize, kk: usize, size: usize) -> Option<usize> {
+    pub(super) fn src(&self, o: usize, kk: usize, size: usize) -> Option<usize> {
         (o * self.stride + kk).checked_sub(self.pad).filter(|&i| i < size)
     }
 }
@@ -149,15 +170,17 @@ fn forward(g: &ConvGeom, xs: &[f32], ws: &[f32], bs: Option<&[f32]>, batch: usiz
     let mut y = vec![0.0; batch * g.out_len()];
     let samples = y.par_chunks_mut(g.out_len().max(1)).zip(xs.par_chunks(g.in_len().max(1)));
     if g.depthwise() {
-        samples.for_each(|(yb, xb)| depthwise::forward(g, xb, ws, bs, yb));
+        let wt = depthwise::tap_major(g, ws);
+        samples
+            .for_each_init(|| depthwise::Scratch::new(g), |s, (yb, xb)| depthwise::forward(g, xb, ws, &wt, bs, yb, s));
         return y;
     }
-    let (rows, cols) = (g.col_rows(), g.col_cols());
+    let cols = g.col_cols();
     let (og, fan) = (g.out_per_group(), g.fan_in());
     samples.for_each_init(
-        || vec![0.0; rows * cols],
+        || g.col_buffer(),
         |col, (yb, xb)| {
-            im2col(g, xb, col);
+            let col = g.columns(xb, col);
             for ((yg, wg), cg) in yb.chunks_mut(og * cols).zip(ws.chunks(og * fan)).zip(col.chunks(fan * cols)) {
                 matmul(yg, Mat::new(wg, og, fan), Mat::new(cg, fan, cols), false);
             }
@@ -174,7 +197,7 @@ fn forward(g: &ConvGeom, xs: &[f32], ws: &[f32], bs: Option<&[f32]>, batch: usiz
 /// `dW_i = sum_b gy_{b,i} col_{b,i}^T` per group and `db = sum_b rowsum(gy_b)`, summed in a
 /// fixed chunk order.
 fn param_grads(g: &ConvGeom, xs: &[f32], gy: &[f32], batch: usize) -> (Vec<f32>, Vec<f32>) {
-    let (rows, cols) = (g.col_rows(), g.col_cols());
+    let cols = g.col_cols();
     let (og, fan) = (g.out_per_group(), g.fan_in());
     let chunks = fixed_chunks(batch, rayon::current_num_threads());
     let partials: Vec<(Vec<f32>, Vec<f32>)> = chunks
@@ -182,14 +205,15 @@ fn param_grads(g: &ConvGeom, xs: &[f32], gy: &[f32], batch: usize) -> (Vec<f32>,
         .map(|range| {
             let mut dw = vec![0.0; g.out * fan];
             let mut db = vec![0.0; g.out];
-            let mut col = if g.depthwise() { Vec::new() } else { vec![0.0; rows * cols] };
+            let mut col = g.col_buffer();
+            let mut scratch = depthwise::Scratch::new(g);
             for b in range {
                 let xb = &xs[b * g.in_len()..(b + 1) * g.in_len()];
                 let gyb = &gy[b * g.out_len()..(b + 1) * g.out_len()];
                 if g.depthwise() {
-                    depthwise::weight_grad(g, xb, gyb, &mut dw);
+                    depthwise::weight_grad(g, xb, gyb, &mut dw, &mut scratch);
                 } else {
-                    im2col(g, xb, &mut col);
+                    let col = g.columns(xb, &mut col);
                     let blocks = dw.chunks_mut(og * fan).zip(gyb.chunks(og * cols)).zip(col.chunks(fan * cols));
                     for ((dwg, gyg), cg) in blocks {
                         matmul(dwg, Mat::new(gyg, og, cols), Mat::new(cg, fan, cols).t(), true);
@@ -215,18 +239,27 @@ fn param_grads(g: &ConvGeom, xs: &[f32], gy: &[f32], batch: usize) -> (Vec<f32>,
 fn input_grads(g: &ConvGeom, ws: &[f32], gy: &[f32], dx: &mut [f32]) {
     let samples = dx.par_chunks_mut(g.in_len().max(1)).zip(gy.par_chunks(g.out_len().max(1)));
     if g.depthwise() {
-        samples.for_each(|(dxb, gyb)| depthwise::input_grad(g, ws, gyb, dxb));
+        let wt = depthwise::tap_major(g, ws);
+        samples.for_each_init(
+            || depthwise::Scratch::new(g),
+            |s, (dxb, gyb)| depthwise::input_grad(g, ws, &wt, gyb, dxb, s),
+        );
         return;
     }
-    let (rows, cols) = (g.col_rows(), g.col_cols());
+    let cols = g.col_cols();
     let (og, fan) = (g.out_per_group(), g.fan_in());
+    // Pointwise: the column gradient is the input gradient, so accumulate straight into it.
+    let pointwise = g.pointwise();
     samples.for_each_init(
-        || vec![0.0; rows * cols],
+        || g.col_buffer(),
         |col, (dxb, gyb)| {
-            for ((cg, wg), gyg) in col.chunks_mut(fan * cols).zip(ws.chunks(og * fan)).zip(gyb.chunks(og * cols)) {
-                matmul(cg, Mat::new(wg, og, fan).t(), Mat::new(gyg, og, cols), false);
+            let dst: &mut [f32] = if pointwise { dxb } else { col };
+            for ((cg, wg), gyg) in dst.chunks_mut(fan * cols).zip(ws.chunks(og * fan)).zip(gyb.chunks(og * cols)) {
+                matmul(cg, Mat::new(wg, og, fan).t(), Mat::new(gyg, og, cols), pointwise);
             }
-            col2im(g, col, dxb);
+            if !pointwise {
+                col2im(g, col, dxb);
+            }
         },
     );
 }
@@ -276,8 +309,16 @@ mod tests {
     /// Depthwise with channel multiplier 2: goes through the grouped gemm path.
     const MULTIPLIER: ConvGeom = ConvGeom { c: 2, h: 5, w: 5, out: 4, k: 3, stride: 2, pad: 1, groups: 2 };
 
-    const ALL: [ConvGeom; 7] = [
+    const ALL: [ConvGeom; 12] = [
+        // Depthwise, channel-last (small planes) with stride 1 and 2, and channel-first with
+        // many channels.
+        ConvGeom { c: 8, h: 5, w: 4, out: 8, k: 3, stride: 1, pad: 1, groups: 8 },
+        ConvGeom { c: 9, h: 6, w: 5, out: 9, k: 3, stride: 2, pad: 1, groups: 9 },
+        ConvGeom { c: 8, h: 9, w: 10, out: 8, k: 3, stride: 1, pad: 1, groups: 8 },
         GEOM,
+        // Pointwise (no im2col), full and grouped.
+        ConvGeom { c: 4, h: 3, w: 5, out: 6, k: 1, stride: 1, pad: 0, groups: 1 },
+        ConvGeom { c: 4, h: 3, w: 5, out: 6, k: 1, stride: 1, pad: 0, groups: 2 },
         ConvGeom { c: 1, h: 5, w: 5, out: 2, k: 5, stride: 1, pad: 0, groups: 1 },
         GROUPED,
         DEPTHWISE,
