@@ -41,7 +41,7 @@ impl Builder {
         self.param(name, ParamKind::Bias, vec![out]);
         self.push(
             name,
-            LayerKind::Conv { out, kernel: k, stride: 1, padding: 0, bias: true },
+            LayerKind::Conv { out, kernel: k, stride: 1, padding: 0, bias: true, groups: 1 },
             vec![out, h - k + 1, w - k + 1],
         );
     }

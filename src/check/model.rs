@@ -167,6 +167,7 @@ fn layer(sink: &mut Sink, s: &Statement, counters: &mut HashMap<&str, usize>) ->
             let stride = a.named("stride").map_or(Some(1), |v| reader::int(sink, v, "stride", 1, 64));
             let padding = a.named("padding").map_or(Some(0), |v| reader::int(sink, v, "padding", 0, 64));
             let bias = a.named("bias").map_or(Some(true), |v| reader::boolean(sink, v));
+            let groups = a.named("groups").map_or(Some(1), |v| reader::int(sink, v, "groups", 1, 1 << 16));
             let kind = (|| {
                 Some(LayerKind::Conv {
                     out: out? as usize,
@@ -174,9 +175,10 @@ fn layer(sink: &mut Sink, s: &Statement, counters: &mut HashMap<&str, usize>) ->
                     stride: stride? as usize,
                     padding: padding? as usize,
                     bias: bias?,
+                    groups: groups? as usize,
                 })
             })();
-            ("conv", kind, &["out", "kernel", "stride", "padding", "bias", "name"])
+            ("conv", kind, &["out", "kernel", "stride", "padding", "bias", "groups", "name"])
         }
         "dense" => {
             let out =
@@ -279,10 +281,13 @@ impl Infer<'_> {
         let id = (lname.as_str(), lspan);
         let out = match (&mut l.kind, input.as_slice()) {
             (LayerKind::Dense { out, .. }, [_]) => vec![*out],
-            (LayerKind::Conv { out, kernel, stride, padding, .. }, [_, h, w]) => {
+            (LayerKind::Conv { out, kernel, stride, padding, groups, .. }, [c, h, w]) => {
                 let (k, s, p) = (*kernel, *stride, *padding);
                 if h + 2 * p < k || w + 2 * p < k {
                     return self.cannot(id, &input, &format!("kernel {k} is larger than the padded input"));
+                }
+                if c % *groups != 0 || *out % *groups != 0 {
+                    return self.groups_mismatch(id, *c, *out, *groups);
                 }
                 vec![*out, (h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1]
             }
@@ -320,6 +325,24 @@ impl Infer<'_> {
         }
         l.output = out.clone();
         Some(out)
+    }
+
+    /// E0407: `groups:` must divide both channel counts.
+    fn groups_mismatch(&mut self, l: (&str, Span), c: usize, out: usize, groups: usize) -> Option<Shape> {
+        let (name, span) = l;
+        let which = match (c % groups, out % groups) {
+            (0, _) => format!("its {out} output channels"),
+            (_, 0) => format!("its {c} input channels"),
+            _ => format!("its {c} input and {out} output channels"),
+        };
+        self.sink.push(
+            Diagnostic::error("E0407", format!("layer `{name}` has `groups: {groups}`, which does not divide {which}"))
+                .at(span, format!("{c} -> {out} channels in {groups} groups"))
+                .with_help(format!(
+                    "use a divisor of both {c} and {out}; a depthwise conv is `conv {c} kernel: 3 groups: {c}`"
+                )),
+        );
+        None
     }
 
     fn cannot(&mut self, l: (&str, Span), input: &[usize], why: &str) -> Option<Shape> {

@@ -30,8 +30,8 @@ fn walk(layers: &[Layer], out: &mut Vec<Param>) {
                     push(ParamKind::Bias, "bias", vec![*o]);
                 }
             }
-            LayerKind::Conv { out: o, kernel, bias, .. } => {
-                push(ParamKind::Weight, "weight", vec![*o, l.input[0], *kernel, *kernel]);
+            LayerKind::Conv { out: o, kernel, bias, groups, .. } => {
+                push(ParamKind::Weight, "weight", vec![*o, l.input[0] / groups, *kernel, *kernel]);
                 if *bias {
                     push(ParamKind::Bias, "bias", vec![*o]);
                 }

@@ -149,12 +149,12 @@ fn conv_model() -> Model {
         output,
         span: Span::default(),
     };
-    let conv = |out, k, pad| LayerKind::Conv { out, kernel: k, stride: 1, padding: pad, bias: false };
+    let conv = |out, k, pad| LayerKind::Conv { out, kernel: k, stride: 1, padding: pad, bias: false, groups: 1 };
     let bn = LayerKind::BatchNorm { eps: 1e-5, momentum: 0.1 };
     let layers = vec![
         l(
             "conv1",
-            LayerKind::Conv { out: 4, kernel: 3, stride: 1, padding: 1, bias: true },
+            LayerKind::Conv { out: 4, kernel: 3, stride: 1, padding: 1, bias: true, groups: 1 },
             vec![2, 6, 6],
             vec![4, 6, 6],
         ),

@@ -139,13 +139,22 @@ fn build_nodes(
         };
         nodes.push(match &l.kind {
             LayerKind::Dense { bias, .. } => Node::Dense { w: param(model, l, "weight")?, b: opt(*bias, "bias")? },
-            LayerKind::Conv { out, kernel, stride, padding, bias } => Node::Conv {
-                w: param(model, l, "weight")?,
-                b: opt(*bias, "bias")?,
-                geom: ConvGeom { c, h, w, out: *out, k: *kernel, stride: *stride, pad: *padding },
-                // The network's input needs no gradient.
-                input_grad: !(top && i == 0),
-            },
+            LayerKind::Conv { out, kernel, stride, padding, bias, groups } => {
+                // The checker guarantees this (E0407); a hand-built plan might not.
+                if *groups == 0 || c % groups != 0 || out % groups != 0 {
+                    return Err(RunError::Plan {
+                        msg: format!("layer `{}`: {groups} groups do not divide {c} -> {out} channels", l.name),
+                        span: l.span,
+                    });
+                }
+                Node::Conv {
+                    w: param(model, l, "weight")?,
+                    b: opt(*bias, "bias")?,
+                    geom: ConvGeom { c, h, w, out: *out, k: *kernel, stride: *stride, pad: *padding, groups: *groups },
+                    // The network's input needs no gradient.
+                    input_grad: !(top && i == 0),
+                }
+            }
             LayerKind::MaxPool { size, stride } => Node::MaxPool(PoolGeom { c, h, w, size: *size, stride: *stride }),
             LayerKind::AvgPool { size, stride } => Node::AvgPool(PoolGeom { c, h, w, size: *size, stride: *stride }),
             LayerKind::GlobalAvgPool => Node::GlobalAvgPool { c, hw: h * w },

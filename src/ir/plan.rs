@@ -155,6 +155,9 @@ pub enum LayerKind {
         stride: usize,
         padding: usize,
         bias: bool,
+        /// Channels split into this many groups, each convolved on its own (1: a full conv;
+        /// the input channels: depthwise). Divides the input and output channels.
+        groups: usize,
     },
     MaxPool {
         size: usize,
@@ -195,7 +198,7 @@ pub struct Param {
     pub name: String,
     pub layer: String,
     pub kind: ParamKind,
-    /// Dense `[out, in]`, conv `[out, in, k, k]`, vectors `[n]`.
+    /// Dense `[out, in]`, conv `[out, in/groups, k, k]`, vectors `[n]`.
     pub shape: Vec<usize>,
     /// Whether a mask applies (false for params kept dense by `dense [...]`).
     pub masked: bool,

@@ -27,8 +27,10 @@ fn shape(d: &[usize]) -> String {
 fn layer_kind(k: &LayerKind) -> String {
     match k {
         LayerKind::Dense { out, bias } => format!("dense {out} bias: {bias}"),
-        LayerKind::Conv { out, kernel, stride, padding, bias } => {
-            format!("conv {out} kernel: {kernel} stride: {stride} padding: {padding} bias: {bias}")
+        LayerKind::Conv { out, kernel, stride, padding, bias, groups } => {
+            // `groups: 1` is left out so plans of ordinary convs print as they always have.
+            let groups = if *groups == 1 { String::new() } else { format!(" groups: {groups}") };
+            format!("conv {out} kernel: {kernel} stride: {stride} padding: {padding} bias: {bias}{groups}")
         }
         LayerKind::MaxPool { size, stride } => format!("maxpool {size} stride: {stride}"),
         LayerKind::AvgPool { size, stride } => format!("avgpool {size} stride: {stride}"),

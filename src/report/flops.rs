@@ -15,8 +15,9 @@ fn walk(layers: &[Layer], density: &dyn Fn(&str) -> f64, acc: &mut (f64, f64)) {
     for l in layers {
         let macs = match &l.kind {
             LayerKind::Dense { out, .. } => (l.input.iter().product::<usize>() * out) as f64,
-            LayerKind::Conv { kernel, .. } => {
-                let c = l.input.first().copied().unwrap_or(1);
+            LayerKind::Conv { kernel, groups, .. } => {
+                // Each output reads the `c/groups` input channels of its group.
+                let c = l.input.first().copied().unwrap_or(1) / groups;
                 (l.output.iter().product::<usize>() * c * kernel * kernel) as f64
             }
             LayerKind::Residual { body, shortcut } => {

@@ -8,6 +8,7 @@
 
 pub mod act;
 pub mod conv;
+mod depthwise;
 pub mod gemm;
 pub mod loss;
 pub mod norm;
