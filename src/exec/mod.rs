@@ -8,6 +8,7 @@
 //! masks and thresholds per step, `lr` learning-rate schedules, `train` the loop, `error`
 //! [`RunError`].
 
+mod east;
 pub mod error;
 mod finish;
 pub mod jit;

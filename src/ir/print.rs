@@ -200,6 +200,35 @@ impl Display for DataSpec {
     }
 }
 
+/// The weight-sharing map and its density correction: how many masked weights the unique
+/// tensors stand for, and the nonzeros they keep.
+fn shared(s: &mut String, plan: &Plan) -> fmt::Result {
+    let m = &plan.model;
+    if m.shared.is_empty() {
+        return Ok(());
+    }
+    let find = |name: &str| m.params.iter().find(|p| p.name == name);
+    let unique: usize = m.params.iter().filter(|p| p.masked).map(Param::numel).sum();
+    let reused: usize = m.shared.iter().filter_map(|sh| find(&sh.owner)).filter(|p| p.masked).map(Param::numel).sum();
+    let kept: f64 = m
+        .params
+        .iter()
+        .filter(|p| p.masked)
+        .map(|p| (1.0 - p.target.unwrap_or(plan.sparsity.target)) * p.numel() as f64)
+        .sum();
+    writeln!(
+        s,
+        "  shared {} tensors: {unique} masked weights stand for {} unshared, keep {} nonzeros (density corrected)",
+        m.shared.len(),
+        unique + reused,
+        kept.round()
+    )?;
+    for sh in &m.shared {
+        writeln!(s, "    {:<32} = {} * {}", sh.param, sh.owner, sh.scale)?;
+    }
+    Ok(())
+}
+
 impl Display for Plan {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let mut s = String::new();
@@ -221,6 +250,7 @@ impl Display for Plan {
             };
             writeln!(s, "    {:<32} {:<16} {how}", p.name, shape(&p.shape))?;
         }
+        shared(&mut s, self)?;
         let sp = &self.sparsity;
         writeln!(s, "  sparsity")?;
         writeln!(s, "    target {}", pct(sp.target))?;
