@@ -216,12 +216,18 @@ fn shared(s: &mut String, plan: &Plan) -> fmt::Result {
         .filter(|p| p.masked)
         .map(|p| (1.0 - p.target.unwrap_or(plan.sparsity.target)) * p.numel() as f64)
         .sum();
+    let mut owners: Vec<&str> = m.shared.iter().map(|sh| sh.owner.as_str()).collect();
+    owners.sort_unstable();
+    owners.dedup();
     writeln!(
         s,
-        "  shared {} tensors: {unique} masked weights stand for {} unshared, keep {} nonzeros (density corrected)",
+        "  shared {} weights read {} tensors: {unique} masked weights stand for {} unshared and keep {} nonzeros as \
+         they would (density {})",
         m.shared.len(),
+        owners.len(),
         unique + reused,
-        kept.round()
+        kept.round(),
+        pct(kept / unique.max(1) as f64)
     )?;
     for sh in &m.shared {
         writeln!(s, "    {:<32} = {} * {}", sh.param, sh.owner, sh.scale)?;
