@@ -240,11 +240,12 @@ fn shared_blocks_read_the_owners_storage() {
     assert_eq!(blocks.len(), 9);
     for stage in blocks.chunks(3) {
         // Block 2 reads block 1's two conv tensors, each through its own scale.
-        for i in 0..2 {
-            assert_eq!(stage[2][i].0, stage[1][i].0);
-            assert!(stage[1][i].1.is_none() && stage[2][i].1.is_some());
-            assert_ne!(stage[0][i].0, stage[1][i].0);
+        for ((first, owner), user) in stage[0].iter().zip(&stage[1]).zip(&stage[2]) {
+            assert_eq!(user.0, owner.0);
+            assert!(owner.1.is_none() && user.1.is_some());
+            assert_ne!(first.0, owner.0);
         }
+        assert_eq!(stage[2].len(), 2);
     }
 }
 
