@@ -152,7 +152,9 @@ pub fn correct_density(plan: &mut Plan, unshared: &[Param]) {
     let kept = |p: &Param| p.target.map_or(0.0, |t| (1.0 - t) * p.numel() as f64);
     let free = |p: &Param| p.masked && p.target.is_some() && !overridden(p);
     // The budget of the free tensors: the unshared network's, less what overridden ones keep.
-    let budget: f64 = unshared.iter().filter(|p| free(p)).map(kept).sum();
+    let with_target = |p: &&Param| p.masked && p.target.is_some();
+    let fixed: f64 = plan.model.params.iter().filter(with_target).filter(|p| overridden(p)).map(kept).sum();
+    let budget = unshared.iter().filter(with_target).map(kept).sum::<f64>() - fixed;
     let idx: Vec<usize> = (0..plan.model.params.len()).filter(|&i| free(&plan.model.params[i])).collect();
     let density: Vec<f64> = idx.iter().map(|&i| 1.0 - plan.model.params[i].target.unwrap_or(0.0)).collect();
     let numel: Vec<f64> = idx.iter().map(|&i| plan.model.params[i].numel() as f64).collect();
@@ -229,15 +231,21 @@ mod tests {
 
     #[test]
     fn corrected_targets_keep_the_unshared_networks_nonzeros() {
-        for dist in ["uniform", "erk"] {
-            let unshared = plan(&RESNET.replace("DIST", dist).replace("weight_sharing(from_block: 2)", ""));
-            let shared = plan(&RESNET.replace("DIST", dist));
+        let over = "distribution uniform\n layer \"layer1.2.conv1\" 50%\n layer \"fc\" 60%";
+        for dist in ["distribution uniform", "distribution erk", over] {
+            let unshared =
+                plan(&RESNET.replace("distribution DIST", dist).replace("weight_sharing(from_block: 2)", ""));
+            let shared = plan(&RESNET.replace("distribution DIST", dist));
             let (a, b) = (nonzeros(&unshared), nonzeros(&shared));
             assert!((a - b).abs() < 1e-6 * a, "{dist}: {a} vs {b}");
             let unique: usize = shared.model.params.iter().filter(|p| p.masked).map(|p| p.numel()).sum();
             let all: usize = unshared.model.params.iter().filter(|p| p.masked).map(|p| p.numel()).sum();
             assert!(unique < all);
-            if dist == "uniform" {
+            assert_eq!(
+                shared.model.params.iter().find(|p| p.name == "fc.weight").unwrap().target == Some(0.6),
+                dist == over
+            );
+            if dist == "distribution uniform" {
                 let want = 1.0 - 0.1 * all as f64 / unique as f64;
                 assert!(shared
                     .model
