@@ -178,10 +178,18 @@ fn read_param(t: &ParamTensor) -> Vec<f32> {
 // ---------------------------------------------------------------- weight sharing
 
 fn compile(techniques: &str) -> Plan {
+    compile_sparse(techniques, "0%")
+}
+
+fn compile_sparse(techniques: &str, target: &str) -> Plan {
     let src = format!(
         "recipe r {{
           data synthetic_digits(train: 64, test: 16)
           model resnet20(width: 0.25)
+          sparsity {{
+            target {target}
+            mask random
+          }}
           techniques {{
             {techniques}
           }}
@@ -317,7 +325,8 @@ fn the_shared_gradient_is_the_sum_over_its_uses() {
 
 #[test]
 fn both_techniques_train_end_to_end() {
-    let plan = compile("dyrelu(phase_out: 2 steps .. 4 steps, reduction: 2)\n weight_sharing(from_block: 2)");
+    let plan =
+        compile_sparse("dyrelu(phase_out: 2 steps .. 4 steps, reduction: 2)\n weight_sharing(from_block: 2)", "90%");
     let data = crate::data::load(&plan.data, plan.seed).unwrap();
     let opts = crate::exec::RunOptions {
         out_dir: Some(crate::exec::fixtures::temp_dir("east-e2e")),
@@ -327,4 +336,7 @@ fn both_techniques_train_end_to_end() {
     };
     let summary = crate::exec::run(&plan, &data, &opts).unwrap();
     assert!(summary.test_loss.is_finite());
+    // Shared convs count with their owner's density (about 15% after the correction).
+    let ratio = summary.flops_sparse as f64 / summary.flops_dense as f64;
+    assert!((0.1..0.25).contains(&ratio), "{ratio}");
 }
