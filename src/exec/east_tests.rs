@@ -340,3 +340,31 @@ fn both_techniques_train_end_to_end() {
     let ratio = summary.flops_sparse as f64 / summary.flops_dense as f64;
     assert!((0.1..0.25).contains(&ratio), "{ratio}");
 }
+
+#[test]
+fn a_network_after_the_phase_out_is_the_relu_network_bit_for_bit() {
+    let (dy, plain) = (compile("dyrelu(phase_out: 1 steps .. 3 steps)"), compile(""));
+    let values: Vec<Vec<f32>> =
+        plain.model.params.iter().enumerate().map(|(i, p)| random(p.numel(), 50 + i as u64)).collect();
+    let dy_values: Vec<Vec<f32>> = dy
+        .model
+        .params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match plain.model.params.iter().position(|q| q.name == p.name) {
+            Some(j) => values[j].clone(),
+            None => random(p.numel(), 900 + i as u64),
+        })
+        .collect();
+    let (l_plain, g_plain) = net_loss(&plain, &values, 3);
+    let (l_after, g_after) = net_loss(&dy, &dy_values, 3);
+    assert_eq!(l_plain.to_bits(), l_after.to_bits());
+    for (p, g) in dy.model.params.iter().zip(&g_after) {
+        match plain.model.params.iter().position(|q| q.name == p.name) {
+            Some(j) => assert_eq!(g, &g_plain[j], "{}", p.name),
+            None => assert!(g.iter().all(|v| *v == 0.0), "{} still learns", p.name),
+        }
+    }
+    // During the phase-out the DyReLU network differs.
+    assert_ne!(net_loss(&dy, &dy_values, 2).0, l_plain);
+}

@@ -264,13 +264,17 @@ mod tests {
     }
 
     #[test]
-    fn density_is_capped_at_one() {
+    fn from_block_one_shares_matching_shapes_and_caps_density_at_one() {
         let p = plan(
             &RESNET
                 .replace("DIST", "uniform")
                 .replace("target 90%", "target 30%")
                 .replace("from_block: 2", "from_block: 1"),
         );
+        // A downsampling stage's first block owns a conv1 of another shape: only conv2 is shared.
+        let shared: Vec<&str> = p.model.shared.iter().map(|s| s.param.as_str()).collect();
+        assert!(shared.contains(&"layer1.1.conv1.weight") && shared.contains(&"layer2.1.conv2.weight"));
+        assert!(!shared.contains(&"layer2.1.conv1.weight"));
         // from_block 1 leaves 63% of the weights unique: 70% density cannot be met.
         let targets: Vec<f64> = p.model.params.iter().filter(|p| p.masked).map(|p| p.target.unwrap()).collect();
         assert!(targets.iter().all(|t| *t == 0.0), "{targets:?}");
