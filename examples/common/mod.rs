@@ -64,6 +64,7 @@ impl Builder {
             classes: 10,
             layers: self.layers,
             params: self.params,
+            shared: vec![],
             span: Span::default(),
         }
     }

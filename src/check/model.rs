@@ -58,7 +58,7 @@ pub fn check_model(sink: &mut Sink, s: &Statement, input: [usize; 3], classes: u
         return None;
     }
     let params = super::params::collect(&layers);
-    Some(Model { name, input, classes, layers, params, span })
+    Some(Model { name, input, classes, layers, params, shared: vec![], span })
 }
 
 fn zoo_model(sink: &mut Sink, s: &Statement, classes: usize) -> Option<(String, Vec<Layer>)> {

@@ -91,6 +91,7 @@ pub fn check_recipe(
     rules::check(sink, &mut plan, &sparsity.dense, &spans);
     plan.kernels = used_kernels(sink, &plan, kernels, spans.update);
     crate::ir::lower::assign_targets(&mut plan);
+    crate::ir::lower::lower_techniques(&mut plan);
     Some(plan)
 }
 

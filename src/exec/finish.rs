@@ -71,6 +71,9 @@ impl Trainer<'_> {
         };
         let (sparsity, layers) = self.realised();
         let density = |name: &str| {
+            // A shared conv weight (weight sharing) is its owner's tensor times a scalar.
+            let shared = self.plan.model.shared.iter().find(|s| s.param == name);
+            let name = shared.map_or(name, |s| s.owner.as_str());
             self.params
                 .iter()
                 .find(|p| p.spec.name == name)

@@ -31,7 +31,7 @@ pub fn mlp(input: [usize; 3], widths: &[usize]) -> Model {
         }
         n = w;
     }
-    Model { name: "custom".into(), input, classes: n, layers, params, span: Span::default() }
+    Model { name: "custom".into(), input, classes: n, layers, params, shared: vec![], span: Span::default() }
 }
 
 pub fn plan(model: Model, sparsity: Sparsity, train: Train) -> Plan {

@@ -198,7 +198,7 @@ fn conv_model() -> Model {
         p("fc.weight", ParamKind::Weight, vec![3, 5]),
         p("fc.bias", ParamKind::Bias, vec![3]),
     ];
-    Model { name: "custom".into(), input: [2, 6, 6], classes: 3, layers, params, span: Span::default() }
+    Model { name: "custom".into(), input: [2, 6, 6], classes: 3, layers, params, shared: vec![], span: Span::default() }
 }
 
 /// Loss of the whole conv/bn/residual/pool network, and every parameter's gradient.

@@ -2,12 +2,13 @@
 //! In: [`Plan`], [`DataSet`], [`RunOptions`]. Out: [`RunSummary`] plus the run directory.
 //! All dfdx use lives in this module; nothing outside it names a dfdx type.
 //!
-//! Layout: `ops/` custom ops with backward passes, `net` the layer tree, `params` the
-//! engine-owned buffers, `jit` the run's compiled elementwise kernels (optimizer steps,
-//! re-masking, effective weights; `update` holds their plain references for tests), `sparsify`
-//! masks and thresholds per step, `lr` learning-rate schedules, `train` the loop, `error`
-//! [`RunError`].
+//! Layout: `ops/` custom ops with backward passes, `net` the layer tree (`east` its EAST
+//! nodes: DyReLU-B and shared conv weights), `params` the engine-owned buffers, `jit` the run's
+//! compiled elementwise kernels (optimizer steps, re-masking, effective weights; `update` holds
+//! their plain references for tests), `sparsify` masks and thresholds per step, `lr`
+//! learning-rate schedules, `train` the loop, `error` [`RunError`].
 
+mod east;
 pub mod error;
 mod finish;
 pub mod jit;

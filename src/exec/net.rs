@@ -5,6 +5,7 @@
 use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
 
+use super::east::{scaled_weight, DyRelu, EastConfig};
 use super::error::RunError;
 use super::ops::act::{act, dense, dropout};
 use super::ops::conv::{conv2d, ConvGeom};
@@ -45,13 +46,13 @@ impl ParamTensor {
     }
 
     // The builder pairs each node with tensors of the right kind, so a mismatch is a bug here.
-    fn matrix(&self) -> &Tensor2 {
+    pub(super) fn matrix(&self) -> &Tensor2 {
         match self {
             ParamTensor::Matrix(t) => t,
             ParamTensor::Vector(_) => unreachable!("weights are built as matrices"),
         }
     }
-    fn vector(&self) -> &Tensor1 {
+    pub(super) fn vector(&self) -> &Tensor1 {
         match self {
             ParamTensor::Vector(t) => t,
             ParamTensor::Matrix(_) => unreachable!("vectors are built as vectors"),
@@ -62,16 +63,38 @@ impl ParamTensor {
 /// One layer; `usize` fields index `Net::params` (the plan's param order) or `Net::bn`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
-    Dense { w: usize, b: Option<usize> },
-    Conv { w: usize, b: Option<usize>, geom: ConvGeom, input_grad: bool },
+    Dense {
+        w: usize,
+        b: Option<usize>,
+    },
+    /// `scale`: a shared weight (`w` is the owner's tensor) times this scalar param.
+    Conv {
+        w: usize,
+        b: Option<usize>,
+        geom: ConvGeom,
+        input_grad: bool,
+        scale: Option<usize>,
+    },
     MaxPool(PoolGeom),
     AvgPool(PoolGeom),
-    GlobalAvgPool { c: usize, hw: usize },
-    BatchNorm { scale: usize, shift: usize, stats: usize, geom: BnGeom },
+    GlobalAvgPool {
+        c: usize,
+        hw: usize,
+    },
+    BatchNorm {
+        scale: usize,
+        shift: usize,
+        stats: usize,
+        geom: BnGeom,
+    },
     Act(Activation),
+    DyRelu(DyRelu),
     Flatten,
     Dropout(f32),
-    Residual { body: Vec<Node>, shortcut: Vec<Node> },
+    Residual {
+        body: Vec<Node>,
+        shortcut: Vec<Node>,
+    },
 }
 
 pub struct Net {
@@ -93,10 +116,10 @@ impl Net {
     /// The network of `model` with the `techniques` that change its graph; `clock` resolves
     /// their windows to steps.
     pub fn build(model: &Model, techniques: &[Technique], clock: Clock, dev: &Cpu) -> Result<Net, RunError> {
-        let _ = (techniques, clock);
+        let east = EastConfig::new(techniques, clock);
         let params = model.params.iter().map(|p| ParamTensor::new(dev, p.kind, &p.shape)).collect();
         let mut net = Net { nodes: Vec::new(), params, bn: Vec::new() };
-        net.nodes = build_nodes(&model.layers, model, &mut net.bn, true)?;
+        net.nodes = build_nodes(&model.layers, model, &mut net.bn, true, east)?;
         Ok(net)
     }
 
@@ -105,12 +128,26 @@ impl Net {
     }
 }
 
+/// The index of `LAYER.suffix`; a weight shared by `weight_sharing` resolves to its owner's.
 fn param(model: &Model, layer: &Layer, suffix: &str) -> Result<usize, RunError> {
     let name = format!("{}.{suffix}", layer.name);
-    model.params.iter().position(|p| p.name == name).ok_or_else(|| RunError::Plan {
+    let owner = model.shared.iter().find(|s| s.param == name).map_or(&name, |s| &s.owner);
+    model.params.iter().position(|p| &p.name == owner).ok_or_else(|| RunError::Plan {
         msg: format!("layer `{}` has no parameter `{name}`", layer.name),
         span: layer.span,
     })
+}
+
+/// The scalar of a conv whose weight is shared, if it is.
+fn shared_scale(model: &Model, layer: &Layer) -> Result<Option<usize>, RunError> {
+    let name = format!("{}.weight", layer.name);
+    match model.shared.iter().find(|s| s.param == name) {
+        None => Ok(None),
+        Some(s) => model.params.iter().position(|p| p.name == s.scale).map(Some).ok_or_else(|| RunError::Plan {
+            msg: format!("shared weight `{name}` has no scale `{}`", s.scale),
+            span: layer.span,
+        }),
+    }
 }
 
 /// `[c, h, w]` of an image-shaped activation (`[n]` counts as `n` channels of 1x1).
@@ -126,6 +163,7 @@ fn build_nodes(
     model: &Model,
     bn: &mut Vec<(String, BnStats)>,
     top: bool,
+    east: EastConfig,
 ) -> Result<Vec<Node>, RunError> {
     let mut nodes = Vec::new();
     for (i, l) in layers.iter().enumerate() {
@@ -153,6 +191,7 @@ fn build_nodes(
                     geom: ConvGeom { c, h, w, out: *out, k: *kernel, stride: *stride, pad: *padding, groups: *groups },
                     // The network's input needs no gradient.
                     input_grad: !(top && i == 0),
+                    scale: shared_scale(model, l)?,
                 }
             }
             LayerKind::MaxPool { size, stride } => Node::MaxPool(PoolGeom { c, h, w, size: *size, stride: *stride }),
@@ -168,12 +207,15 @@ fn build_nodes(
                     geom,
                 }
             }
+            LayerKind::Act(Activation::Relu) if east.dyrelu.is_some() => {
+                Node::DyRelu(DyRelu::build(model, l, east.dyrelu.unwrap_or_default())?)
+            }
             LayerKind::Act(a) => Node::Act(*a),
             LayerKind::Flatten => Node::Flatten,
             LayerKind::Dropout { p } => Node::Dropout(*p as f32),
             LayerKind::Residual { body, shortcut } => Node::Residual {
-                body: build_nodes(body, model, bn, false)?,
-                shortcut: build_nodes(shortcut, model, bn, false)?,
+                body: build_nodes(body, model, bn, false, east)?,
+                shortcut: build_nodes(shortcut, model, bn, false, east)?,
             },
         });
     }
@@ -191,8 +233,12 @@ fn run<T: Tape<f32, Cpu>>(
     for node in nodes {
         x = match node {
             Node::Dense { w, b } => dense(x, p[*w].matrix(), b.map(|b| p[b].vector())),
-            Node::Conv { w, b, geom, input_grad } => {
+            Node::Conv { w, b, geom, input_grad, scale: None } => {
                 conv2d(x, p[*w].matrix(), b.map(|b| p[b].vector()), *geom, *input_grad)
+            }
+            Node::Conv { w, b, geom, input_grad, scale: Some(s) } => {
+                let (x, w) = scaled_weight(x, p[*w].matrix(), p[*s].vector());
+                conv2d(x, &w, b.map(|b| p[b].vector()), *geom, *input_grad)
             }
             Node::MaxPool(g) => max_pool(x, *g),
             Node::AvgPool(g) => avg_pool(x, *g),
@@ -201,6 +247,7 @@ fn run<T: Tape<f32, Cpu>>(
                 batch_norm(x, p[*scale].vector(), p[*shift].vector(), *geom, &mut bn[*stats].1, mode.train)
             }
             Node::Act(a) => act(x, *a),
+            Node::DyRelu(d) => d.forward(x, p, mode.step),
             // Activations are already `(batch, features)`; the geometry lives in the nodes.
             Node::Flatten => x,
             Node::Dropout(rate) if mode.train && *rate > 0.0 => dropout(x, *rate, mode.rng),

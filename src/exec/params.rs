@@ -1,6 +1,7 @@
 //! Engine-owned parameter buffers: raw weights, masks, effective weights, gradients and
 //! optimizer state as plain `Vec<f32>`s. In: the plan's params and seed. Out: [`ParamBuf`]s
-//! initialised deterministically (Kaiming normal for weights, zeros/ones for the rest).
+//! initialised deterministically (Kaiming normal for weights, uniform [0, 1) for sharing
+//! scales, zeros/ones for the rest).
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -63,6 +64,8 @@ pub fn init(params: &[Param], seed: u64, soft: bool, adam: bool) -> Vec<ParamBuf
                     (0..n).map(|_| normal(&mut rng) * std).collect()
                 }
                 ParamKind::BnScale => vec![1.0; n],
+                // ES2 initialises the weight-sharing scales uniform in [0, 1).
+                ParamKind::Scale => (0..n).map(|_| rng.gen::<f32>()).collect(),
                 ParamKind::Bias | ParamKind::BnShift => vec![0.0; n],
             };
             let soft_here = soft && p.masked;

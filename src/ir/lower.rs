@@ -1,7 +1,23 @@
 //! Lowering details that need the whole plan: per-tensor sparsity targets from the
 //! distribution and the per-layer overrides.
 
-use crate::ir::plan::{Distribution, Plan};
+use crate::ir::plan::{Distribution, Plan, Technique};
+
+/// Applies the techniques that change the model's tensors (after [`assign_targets`], whose
+/// targets weight sharing corrects): DyReLU's branches, then weight sharing.
+pub fn lower_techniques(plan: &mut Plan) {
+    let techniques = plan.techniques.clone();
+    for t in &techniques {
+        if let Technique::DyRelu { reduction, .. } = t {
+            super::east::add_dyrelu_params(plan, *reduction);
+        }
+    }
+    for t in &techniques {
+        if let Technique::WeightSharing { from_block, .. } = t {
+            super::east::share_weights(plan, *from_block);
+        }
+    }
+}
 
 /// Fills `Param::target` for masked tensors: the override of its layer, else the recipe's
 /// target under `uniform`, the ERK allocation under `erk`, and `None` under `global` (found from

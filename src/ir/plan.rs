@@ -117,9 +117,24 @@ pub struct Model {
     pub input: [usize; 3],
     pub classes: usize,
     pub layers: Vec<Layer>,
-    /// Every trainable tensor in the order layers create them.
+    /// Every trainable tensor in the order layers create them, then the tensors techniques add.
     pub params: Vec<Param>,
+    /// Conv weights that reuse another layer's tensor (`weight_sharing`); their own tensors
+    /// are not in `params`.
+    pub shared: Vec<SharedWeight>,
     pub span: Span,
+}
+
+/// `param = owner * scale`: a layer's weight read from another layer's tensor, times a
+/// learnable scalar of its own (EAST's weight sharing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedWeight {
+    /// The weight the layer would own (`layer1.2.conv1.weight`), absent from `Model::params`.
+    pub param: String,
+    /// The tensor it reads (`layer1.1.conv1.weight`).
+    pub owner: String,
+    /// Its scalar (`layer1.2.conv1.share_scale`), in `Model::params`.
+    pub scale: String,
 }
 
 /// Activation shape after a layer: `[c, h, w]` for images, `[n]` after flatten/dense.
@@ -190,6 +205,8 @@ pub enum ParamKind {
     Bias,
     BnScale,
     BnShift,
+    /// A learnable scalar multiplier (weight sharing), shape `[1]`.
+    Scale,
 }
 
 #[derive(Debug, Clone, PartialEq)]

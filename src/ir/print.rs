@@ -202,6 +202,41 @@ impl Display for DataSpec {
     }
 }
 
+/// The weight-sharing map and its density correction: how many masked weights the unique
+/// tensors stand for, and the nonzeros they keep.
+fn shared(s: &mut String, plan: &Plan) -> fmt::Result {
+    let m = &plan.model;
+    if m.shared.is_empty() {
+        return Ok(());
+    }
+    let find = |name: &str| m.params.iter().find(|p| p.name == name);
+    let unique: usize = m.params.iter().filter(|p| p.masked).map(Param::numel).sum();
+    let reused: usize = m.shared.iter().filter_map(|sh| find(&sh.owner)).filter(|p| p.masked).map(Param::numel).sum();
+    let kept: f64 = m
+        .params
+        .iter()
+        .filter(|p| p.masked)
+        .map(|p| (1.0 - p.target.unwrap_or(plan.sparsity.target)) * p.numel() as f64)
+        .sum();
+    let mut owners: Vec<&str> = m.shared.iter().map(|sh| sh.owner.as_str()).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    writeln!(
+        s,
+        "  shared {} weights read {} tensors: {unique} masked weights stand for {} unshared and keep {} nonzeros as \
+         they would (density {})",
+        m.shared.len(),
+        owners.len(),
+        unique + reused,
+        kept.round(),
+        pct(kept / unique.max(1) as f64)
+    )?;
+    for sh in &m.shared {
+        writeln!(s, "    {:<32} = {} * {}", sh.param, sh.owner, sh.scale)?;
+    }
+    Ok(())
+}
+
 impl Display for Plan {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let mut s = String::new();
@@ -223,6 +258,7 @@ impl Display for Plan {
             };
             writeln!(s, "    {:<32} {:<16} {how}", p.name, shape(&p.shape))?;
         }
+        shared(&mut s, self)?;
         let sp = &self.sparsity;
         writeln!(s, "  sparsity")?;
         writeln!(s, "    target {}", pct(sp.target))?;

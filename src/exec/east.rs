@@ -1,0 +1,190 @@
+//! EAST's techniques in the engine: DyReLU-B with its linear phase-out into ReLU, and the
+//! scaled shared conv weights of weight sharing. In: activations `(batch, c*hw)` and the
+//! tensors `ir::east` added to the plan. Out: activations, with backward ops on the tape.
+//!
+//! DyReLU-B (Chen et al., "Dynamic ReLU"; as in ES2's `DyReLUB` with `k = 2`): per example
+//! and channel, `y = max(a1 x + b1, a2 x + b2)`, where the coefficients come from a squeeze
+//! branch: `theta = mean over h, w of x` (for a dense `[n]` activation, the features
+//! themselves), `z = fc2(relu(fc1(theta)))` with `4C` outputs laid out `[a1, a2, b1, b2]` per
+//! channel, and `coef = (2 sigmoid(z) - 1) * lambda + init`, `lambda = [1, 1, 0.5, 0.5]`,
+//! `init = [1, 0, 0, 0]`. Zero branch output makes it exactly ReLU.
+//!
+//! Phase-out over `a .. b`: `y = beta * dyrelu(x) + (1 - beta) * relu(x)`, `beta` falling
+//! linearly from 1 at step `a` to 0 at step `b`; from `b` on the node is dfdx's ReLU and the
+//! branch is not computed. ES2 blends the *coefficients* instead (`coef * beta + relu_coef *
+//! (1 - beta)`) and changes beta once per epoch; we blend outputs per step, so every point of
+//! the phase-out is a convex combination of the two activations (the recipe's definition).
+//! ES2 also returns plain ReLU while `beta == 1` (before the phase-out starts), which looks
+//! like a slip: DyReLU would then only ever act during the phase-out. Here DyReLU acts from
+//! the first step, as the paper describes.
+
+use dfdx::prelude::*;
+
+use super::error::RunError;
+use super::net::ParamTensor;
+use super::ops::act::dense;
+use super::ops::{add_into, read, with_backward, Tensor1, Tensor2};
+use super::Clock;
+use crate::ir::east::{channels, DYRELU_COEFS};
+use crate::ir::plan::{Layer, Model, Technique};
+
+const LAMBDA: [f32; DYRELU_COEFS] = [1.0, 1.0, 0.5, 0.5];
+const INIT: [f32; DYRELU_COEFS] = [1.0, 0.0, 0.0, 0.0];
+
+/// What the techniques change in the layer tree, resolved to steps.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EastConfig {
+    /// DyReLU's phase-out `[start, end)` in steps, when `dyrelu` is on.
+    pub dyrelu: Option<(u64, u64)>,
+}
+
+impl EastConfig {
+    pub fn new(techniques: &[Technique], clock: Clock) -> EastConfig {
+        let dyrelu = techniques.iter().find_map(|t| match t {
+            Technique::DyRelu { phase_start, phase_end, .. } => Some((clock.at(*phase_start), clock.at(*phase_end))),
+            _ => None,
+        });
+        EastConfig { dyrelu }
+    }
+}
+
+/// A DyReLU-B layer: indices of its branch tensors in `Net::params`, its geometry and phase.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DyRelu {
+    pub fc1: (usize, usize),
+    pub fc2: (usize, usize),
+    pub c: usize,
+    pub hw: usize,
+    pub phase: (u64, u64),
+}
+
+impl DyRelu {
+    /// The node for ReLU layer `l`, whose branch `ir::east::add_dyrelu_params` added.
+    pub fn build(model: &Model, l: &Layer, phase: (u64, u64)) -> Result<DyRelu, RunError> {
+        let find = |suffix: &str| {
+            let name = format!("{}.dyrelu.{suffix}", l.name);
+            model.params.iter().position(|p| p.name == name).ok_or_else(|| RunError::Plan {
+                msg: format!("ReLU `{}` has no DyReLU parameter `{name}`", l.name),
+                span: l.span,
+            })
+        };
+        let c = channels(&l.input);
+        let hw = l.input.iter().product::<usize>() / c.max(1);
+        Ok(DyRelu {
+            fc1: (find("fc1.weight")?, find("fc1.bias")?),
+            fc2: (find("fc2.weight")?, find("fc2.bias")?),
+            c,
+            hw,
+            phase,
+        })
+    }
+
+    /// The weight of DyReLU in the output at `step`: 1 before the phase-out, 0 from its end.
+    pub fn beta(&self, step: u64) -> f32 {
+        let (a, b) = self.phase;
+        if step >= b {
+            0.0
+        } else if step < a {
+            1.0
+        } else {
+            1.0 - (step - a) as f32 / (b - a) as f32
+        }
+    }
+
+    pub fn forward<T: Tape<f32, Cpu>>(&self, x: Tensor2<T>, p: &[ParamTensor], step: u64) -> Tensor2<T> {
+        let beta = self.beta(step);
+        if beta == 0.0 {
+            return x.relu();
+        }
+        let batch = x.shape().0;
+        let (x, tape) = x.split_tape();
+        // The squeeze branch records on x's tape; `apply` adds into x's gradient directly.
+        let theta = if self.hw == 1 {
+            x.clone().put_tape(tape)
+        } else {
+            x.clone().put_tape(tape).reshape_like(&(batch, self.c, self.hw)).mean::<(usize, usize), Axis<2>>()
+        };
+        let (w1, b1) = (p[self.fc1.0].matrix(), p[self.fc1.1].vector());
+        let (w2, b2) = (p[self.fc2.0].matrix(), p[self.fc2.1].vector());
+        let z = dense(dense(theta, w1, Some(b1)).relu(), w2, Some(b2));
+        apply(x, z, self.c, self.hw, beta)
+    }
+}
+
+fn sigmoid(z: f32) -> f32 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// `y = beta * max(a1 x + b1, a2 x + b2) + (1 - beta) * relu(x)` per channel, with the
+/// coefficients normalised from the branch output `z: (batch, 4c)`. Gradients go to `x`
+/// (whose tape was split off by the caller) and to `z`.
+pub fn apply<T: Tape<f32, Cpu>>(x: Tensor2, z: Tensor2<T>, c: usize, hw: usize, beta: f32) -> Tensor2<T> {
+    let (z, tape) = z.split_tape();
+    let batch = x.shape().0;
+    assert_eq!((x.shape().1, z.shape().1), (c * hw, DYRELU_COEFS * c), "dyrelu shapes");
+    let (xs, zs) = (read(&x), read(&z));
+    let coef: Vec<f32> =
+        zs.iter().enumerate().map(|(i, &v)| (2.0 * sigmoid(v) - 1.0) * LAMBDA[i % 4] + INIT[i % 4]).collect();
+    let mut y = vec![0.0; xs.len()];
+    for (bc, (yc, xc)) in y.chunks_mut(hw.max(1)).zip(xs.chunks(hw.max(1))).enumerate() {
+        let k = &coef[bc * DYRELU_COEFS..(bc + 1) * DYRELU_COEFS];
+        for (o, &v) in yc.iter_mut().zip(xc) {
+            let dy = (k[0] * v + k[2]).max(k[1] * v + k[3]);
+            *o = if beta == 1.0 { dy } else { beta * dy + (1.0 - beta) * v.max(0.0) };
+        }
+    }
+    let out = x.device().tensor_from_vec(y, (batch, c * hw));
+    let (xg, zg) = (x.ghost(), z.ghost());
+    with_backward(out, tape, move |gy, grads| {
+        let mut dx = vec![0.0; xs.len()];
+        let mut dz = vec![0.0; zs.len()];
+        for bc in 0..batch * c {
+            let k = &coef[bc * DYRELU_COEFS..(bc + 1) * DYRELU_COEFS];
+            let mut dk = [0.0f32; DYRELU_COEFS];
+            for i in bc * hw..(bc + 1) * hw {
+                let (v, g) = (xs[i], gy[i]);
+                // Ties go to the first piece, as `max` picks it.
+                let piece = if k[0] * v + k[2] >= k[1] * v + k[3] { 0 } else { 1 };
+                dk[piece] += beta * g * v;
+                dk[piece + 2] += beta * g;
+                let relu = if v > 0.0 { 1.0 } else { 0.0 };
+                dx[i] = beta * g * k[piece] + (1.0 - beta) * g * relu;
+            }
+            for j in 0..DYRELU_COEFS {
+                let s = sigmoid(zs[bc * DYRELU_COEFS + j]);
+                dz[bc * DYRELU_COEFS + j] = dk[j] * 2.0 * s * (1.0 - s) * LAMBDA[j];
+            }
+        }
+        add_into(grads.get_or_alloc_mut(&xg)?, &dx);
+        add_into(grads.get_or_alloc_mut(&zg)?, &dz);
+        Ok(())
+    })
+}
+
+/// `scale * w` as a new tensor for a shared conv, recording on `x`'s tape how its gradient
+/// flows back: `dL/dw += scale * G` and `dL/dscale += <G, w>`, where `G` is the gradient the
+/// conv leaves on the scaled tensor. The op is recorded before the conv that reads the result,
+/// so it runs after it in the backward pass; every block using `w` adds into the same gradient.
+pub fn scaled_weight<T: Tape<f32, Cpu>>(x: Tensor2<T>, w: &Tensor2, scale: &Tensor1) -> (Tensor2<T>, Tensor2) {
+    let (x, mut tape) = x.split_tape();
+    let (ws, s) = (read(w), read(scale)[0]);
+    let scaled = w.device().tensor_from_vec(ws.iter().map(|v| v * s).collect(), *w.shape());
+    if T::OWNS_TAPE {
+        let (gs, gw, gscale) = (scaled.ghost(), w.ghost(), scale.ghost());
+        tape.add_backward_op(move |grads| {
+            let g = grads.get_or_alloc_mut(&gs)?.to_vec();
+            let dw = grads.get_or_alloc_mut(&gw)?;
+            for (d, gi) in dw.iter_mut().zip(&g) {
+                *d += s * gi;
+            }
+            let dot: f64 = g.iter().zip(&ws).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+            grads.get_or_alloc_mut(&gscale)?[0] += dot as f32;
+            Ok(())
+        });
+    }
+    (x.put_tape(tape), scaled)
+}
+
+#[cfg(test)]
+#[path = "east_tests.rs"]
+mod tests;
