@@ -77,8 +77,10 @@ impl Trainer<'_> {
                 .map_or(1.0, |p| 1.0 - count_zeros(p.effective()) as f64 / p.raw.len().max(1) as f64)
         };
         let (flops_dense, flops_sparse) = flops(&self.plan.model, &density);
-        let params_dense = self.params.iter().map(|p| p.raw.len()).sum();
-        let params_nonzero = self.params.iter().map(|p| p.raw.len() - count_zeros(p.effective())).sum();
+        // Ghost skip branches are gone from the graph once faded: not part of the model.
+        let model = || self.params.iter().filter(|p| p.spec.added_by != Some("ghost_skip"));
+        let params_dense = model().map(|p| p.raw.len()).sum();
+        let params_nonzero = model().map(|p| p.raw.len() - count_zeros(p.effective())).sum();
         let epochs = self.step as f64 / self.steps_per_epoch as f64;
         let summary = RunSummary {
             recipe: self.plan.recipe.clone(),

@@ -10,12 +10,14 @@
 
 pub mod error;
 mod finish;
+mod gradinit;
 pub mod jit;
 pub mod lr;
 pub mod net;
 pub mod ops;
 pub mod params;
 pub mod sparsify;
+pub mod tost;
 mod train;
 
 use std::path::PathBuf;

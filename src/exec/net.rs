@@ -11,6 +11,7 @@ use super::ops::conv::{conv2d, ConvGeom};
 use super::ops::norm::{batch_norm, BnGeom, BnStats};
 use super::ops::pool::{avg_pool, global_avg_pool, max_pool, PoolGeom};
 use super::ops::{Grads, Tensor1, Tensor2};
+use super::tost::{self, ghost_act, run_ghost_block, Blend, GhostBlock};
 use super::Clock;
 use crate::ir::plan::{Activation, Layer, LayerKind, Model, ParamKind, Technique};
 
@@ -62,16 +63,42 @@ impl ParamTensor {
 /// One layer; `usize` fields index `Net::params` (the plan's param order) or `Net::bn`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
-    Dense { w: usize, b: Option<usize> },
-    Conv { w: usize, b: Option<usize>, geom: ConvGeom, input_grad: bool },
+    Dense {
+        w: usize,
+        b: Option<usize>,
+    },
+    Conv {
+        w: usize,
+        b: Option<usize>,
+        geom: ConvGeom,
+        input_grad: bool,
+    },
     MaxPool(PoolGeom),
     AvgPool(PoolGeom),
-    GlobalAvgPool { c: usize, hw: usize },
-    BatchNorm { scale: usize, shift: usize, stats: usize, geom: BnGeom },
+    GlobalAvgPool {
+        c: usize,
+        hw: usize,
+    },
+    BatchNorm {
+        scale: usize,
+        shift: usize,
+        stats: usize,
+        geom: BnGeom,
+    },
     Act(Activation),
     Flatten,
     Dropout(f32),
-    Residual { body: Vec<Node>, shortcut: Vec<Node> },
+    Residual {
+        body: Vec<Node>,
+        shortcut: Vec<Node>,
+    },
+    /// A ReLU under ToST's ghost neurons (`tost.rs`).
+    Ghost {
+        soft: Activation,
+        blend: Blend,
+    },
+    /// A residual block with ToST's ghost skip branches (`tost.rs`).
+    GhostSkip(Box<GhostBlock>),
 }
 
 pub struct Net {
@@ -93,10 +120,10 @@ impl Net {
     /// The network of `model` with the `techniques` that change its graph; `clock` resolves
     /// their windows to steps.
     pub fn build(model: &Model, techniques: &[Technique], clock: Clock, dev: &Cpu) -> Result<Net, RunError> {
-        let _ = (techniques, clock);
         let params = model.params.iter().map(|p| ParamTensor::new(dev, p.kind, &p.shape)).collect();
         let mut net = Net { nodes: Vec::new(), params, bn: Vec::new() };
-        net.nodes = build_nodes(&model.layers, model, &mut net.bn, true)?;
+        let nodes = build_nodes(&model.layers, model, &mut net.bn, true)?;
+        net.nodes = tost::apply(nodes, model, techniques, clock, &mut net.bn)?;
         Ok(net)
     }
 
@@ -171,7 +198,7 @@ fn build_nodes(
     Ok(nodes)
 }
 
-fn run<T: Tape<f32, Cpu>>(
+pub(super) fn run<T: Tape<f32, Cpu>>(
     nodes: &[Node],
     p: &[ParamTensor],
     bn: &mut [(String, BnStats)],
@@ -201,6 +228,8 @@ fn run<T: Tape<f32, Cpu>>(
                 let side = run(shortcut, p, bn, x.retaped::<T>(), mode);
                 run(body, p, bn, x, mode) + side
             }
+            Node::Ghost { soft, blend } => ghost_act(x, *soft, blend.relu_weight(mode.step)),
+            Node::GhostSkip(block) => run_ghost_block(block, p, bn, x, mode),
         };
     }
     x

@@ -56,9 +56,7 @@ fn check(plan: &Plan, data: &DataSet) -> Result<Option<(f32, SmoothingStyle)>, R
                 smoothing = Some((*alpha as f32, *style));
                 continue;
             }
-            Technique::GhostNeurons { span, .. } => ("ghost_neurons", span),
-            Technique::GhostSkip { span, .. } => ("ghost_skip", span),
-            Technique::GradInit { span, .. } => ("gradinit", span),
+            Technique::GhostNeurons { .. } | Technique::GhostSkip { .. } | Technique::GradInit { .. } => continue,
             Technique::DyRelu { span, .. } => ("dyrelu", span),
             Technique::WeightSharing { span, .. } => ("weight_sharing", span),
         };
@@ -145,6 +143,7 @@ impl<'a> Trainer<'a> {
     }
 
     pub fn run(mut self) -> Result<RunSummary, RunError> {
+        self.init_techniques()?;
         let pb = self.progress_bar();
         let (batch, n) = (self.plan.train.batch, self.data.train.len);
         let mut epochs_run = 0;
