@@ -70,4 +70,6 @@ mod fixtures;
 #[cfg(test)]
 mod golden;
 #[cfg(test)]
+mod tost_tests;
+#[cfg(test)]
 mod update;
