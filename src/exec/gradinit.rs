@@ -127,11 +127,11 @@ impl ScaleAdam {
         } else {
             self.steps += 1;
         }
-        for i in 0..self.alpha.len() {
+        for (i, g) in grad.iter().enumerate() {
             if !self.live[i] || self.alpha[i] == 0.0 {
                 continue;
             }
-            let g = grad[i].clamp(-s.grad_clip, s.grad_clip);
+            let g = g.clamp(-s.grad_clip, s.grad_clip);
             let (m, k) = if constraint {
                 (&mut self.m_constraint[i], self.constraint_steps)
             } else {
@@ -228,6 +228,8 @@ impl Trainer<'_> {
         }) else {
             return Ok(());
         };
+        // A run cut short (`max_steps`, tests) cuts GradInit as short.
+        let s = Settings { iters: self.opts.max_steps.map_or(s.iters, |m| s.iters.min(m as usize)), ..s };
         let mut rng = ChaCha8Rng::seed_from_u64(self.plan.seed);
         rng.set_stream(4);
         let mut batches = Batches {

@@ -36,7 +36,7 @@ pub struct RunOptions {
     pub threads: Option<usize>,
     /// No progress bar and no printed report.
     pub quiet: bool,
-    /// Stop after this many steps (tests).
+    /// Stop after this many steps (tests); GradInit then runs at most as many iterations.
     pub max_steps: Option<u64>,
 }
 
