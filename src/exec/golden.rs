@@ -139,8 +139,11 @@ fn unsupported_features_and_bad_inputs_are_clean_errors() {
         Schedule::Cyclic { cycles: 2, length: Time::Epochs(1.0), peak: 3.0, shape: CycleShape::Cosine };
     assert_eq!(run(&p, &data, &opts("err")).unwrap_err().code(), "E0701");
     let mut p = golden_plan(Update::Hard);
+    // A diverging run under a technique points at the technique.
     p.techniques.push(Technique::GradInit { iters: 1, lr: 0.1, eta: 0.1, min_scale: 0.01, span });
-    assert_eq!(run(&p, &data, &opts("err")).unwrap_err().span(), Some(span));
+    p.train.optimizer = Optimizer::Sgd { lr: 1e30, momentum: 0.9, nesterov: false, weight_decay: 0.0 };
+    let e = run(&p, &data, &opts("err")).unwrap_err();
+    assert_eq!((e.code(), e.span()), ("E0702", Some(span)));
     let other = blobs([1, 5, 5], 3, 192, 60, 1);
     assert_eq!(run(&golden_plan(Update::Hard), &other, &opts("err")).unwrap_err().code(), "E0703");
     let mut p = golden_plan(Update::Hard);

@@ -103,7 +103,7 @@ pub fn ghost_branches(block: &Layer) -> Result<Vec<GhostBranch>, String> {
         .enumerate()
         .map(|(i, (input, output))| {
             let stride = one_by_one_stride(input, output)
-                .ok_or_else(|| format!("no 1x1 convolution maps {input:?} to {output:?}"))?;
+                .ok_or_else(|| format!("no 1x1 convolution maps {} to {}", show(input), show(output)))?;
             Ok(GhostBranch {
                 name: format!("{}.ghost{}", block.name, i + 1),
                 input: input.clone(),
@@ -112,6 +112,10 @@ pub fn ghost_branches(block: &Layer) -> Result<Vec<GhostBranch>, String> {
             })
         })
         .collect()
+}
+
+fn show(shape: &[usize]) -> String {
+    shape.iter().map(usize::to_string).collect::<Vec<_>>().join("x")
 }
 
 /// The stride of a 1x1 convolution (no padding) from `input` to `output` spatially.
