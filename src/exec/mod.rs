@@ -5,8 +5,9 @@
 //! Layout: `ops/` custom ops with backward passes, `net` the layer tree, `params` the
 //! engine-owned buffers, `jit` the run's compiled elementwise kernels (optimizer steps,
 //! re-masking, effective weights; `update` holds their plain references for tests), `sparsify`
-//! masks and thresholds per step, `lr` learning-rate schedules, `train` the loop, `error`
-//! [`RunError`].
+//! masks and thresholds per step, `lr` learning-rate schedules, `train` the loop, `tost` and
+//! `gradinit` ToST's techniques (ghost neurons and skips in the layer tree, GradInit before the
+//! first step), `error` [`RunError`].
 
 pub mod error;
 mod finish;

@@ -63,41 +63,18 @@ impl ParamTensor {
 /// One layer; `usize` fields index `Net::params` (the plan's param order) or `Net::bn`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
-    Dense {
-        w: usize,
-        b: Option<usize>,
-    },
-    Conv {
-        w: usize,
-        b: Option<usize>,
-        geom: ConvGeom,
-        input_grad: bool,
-    },
+    Dense { w: usize, b: Option<usize> },
+    Conv { w: usize, b: Option<usize>, geom: ConvGeom, input_grad: bool },
     MaxPool(PoolGeom),
     AvgPool(PoolGeom),
-    GlobalAvgPool {
-        c: usize,
-        hw: usize,
-    },
-    BatchNorm {
-        scale: usize,
-        shift: usize,
-        stats: usize,
-        geom: BnGeom,
-    },
+    GlobalAvgPool { c: usize, hw: usize },
+    BatchNorm { scale: usize, shift: usize, stats: usize, geom: BnGeom },
     Act(Activation),
     Flatten,
     Dropout(f32),
-    Residual {
-        body: Vec<Node>,
-        shortcut: Vec<Node>,
-    },
-    /// A ReLU under ToST's ghost neurons (`tost.rs`).
-    Ghost {
-        soft: Activation,
-        blend: Blend,
-    },
-    /// A residual block with ToST's ghost skip branches (`tost.rs`).
+    Residual { body: Vec<Node>, shortcut: Vec<Node> },
+    // ToST (`tost.rs`): a ReLU under ghost neurons, a residual block with ghost skip branches.
+    Ghost { soft: Activation, blend: Blend },
     GhostSkip(Box<GhostBlock>),
 }
 
