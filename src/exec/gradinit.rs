@@ -242,7 +242,18 @@ impl Trainer<'_> {
             pos: 0,
             epoch: 0,
         };
-        self.gradinit_with(s, span, &mut || batches.next())?;
+        let log = self.gradinit_with(s, span, &mut || batches.next())?;
+        if !self.opts.quiet {
+            let (lo, hi) = log.scales.iter().fold((f32::INFINITY, 0.0f32), |(a, b), s| (a.min(*s), b.max(*s)));
+            let lookahead = match (log.objective.first(), log.objective.last()) {
+                (Some(a), Some(b)) => format!(", lookahead loss {a:.4} -> {b:.4}"),
+                _ => String::new(),
+            };
+            eprintln!(
+                "gradinit: {} iterations ({} on the gradient-norm constraint){lookahead}, scales {lo:.3} .. {hi:.3}",
+                s.iters, log.constraint_steps
+            );
+        }
         Ok(())
     }
 
