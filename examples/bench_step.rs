@@ -39,8 +39,13 @@ fn random_data(train: usize) -> DataSet {
 fn step_ms(plan: &Plan, data: &DataSet, threads: usize) -> f64 {
     let dir = std::env::temp_dir().join("sprsc-bench");
     let time = |steps| {
-        let opts =
-            RunOptions { out_dir: Some(dir.clone()), threads: Some(threads), quiet: true, max_steps: Some(steps) };
+        let opts = RunOptions {
+            out_dir: Some(dir.clone()),
+            threads: Some(threads),
+            quiet: true,
+            max_steps: Some(steps),
+            max_eval: None,
+        };
         run(plan, data, &opts).expect("bench run").seconds
     };
     (time(60) - time(10)) / 50.0 * 1e3

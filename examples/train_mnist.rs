@@ -51,8 +51,13 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let opts =
-        RunOptions { out_dir: Some(format!("runs/{name}").into()), threads: None, quiet: false, max_steps: None };
+    let opts = RunOptions {
+        out_dir: Some(format!("runs/{name}").into()),
+        threads: None,
+        quiet: false,
+        max_steps: None,
+        max_eval: None,
+    };
     if let Err(e) = run(&p, &data, &opts) {
         eprintln!("error[{}]: {e}", e.code());
         std::process::exit(1);

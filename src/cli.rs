@@ -231,7 +231,7 @@ fn run(comp: &Compilation, recipe: Option<&str>, out: Option<PathBuf>, threads: 
         }
     };
     let quiet = format == Format::Json;
-    let opts = crate::exec::RunOptions { out_dir: out, threads, quiet, max_steps: None };
+    let opts = crate::exec::RunOptions { out_dir: out, threads, quiet, max_steps: None, max_eval: None };
     match crate::driver::run_plan(comp, plan, &opts) {
         Ok(summary) => {
             if quiet {
@@ -276,7 +276,7 @@ fn sweep(file: &Path, name: Option<&str>, out: Option<PathBuf>, threads: Option<
     let text =
         comp.sources.files.iter().find(|f| f.name != "<prelude>").map(|f| f.text.to_string()).unwrap_or_default();
     let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&sweep.name));
-    let opts = crate::exec::RunOptions { out_dir: None, threads, quiet: true, max_steps: None };
+    let opts = crate::exec::RunOptions { out_dir: None, threads, quiet: true, max_steps: None, max_eval: None };
     match crate::driver::run_sweep(file, &text, sweep, sets, &out, &opts) {
         Ok((rows, paths)) => {
             let failed = rows.iter().filter(|r| !r.test_accuracy.is_finite()).count();

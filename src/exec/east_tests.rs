@@ -333,6 +333,7 @@ fn both_techniques_train_end_to_end() {
         threads: Some(1),
         quiet: true,
         max_steps: Some(6),
+        max_eval: None,
     };
     let summary = crate::exec::run(&plan, &data, &opts).unwrap();
     assert!(summary.test_loss.is_finite());

@@ -1,4 +1,5 @@
-//! Run-time errors of the engine (codes E07xx, assigned once, never reused). Each points at
+//! Run-time errors of the engine (codes E07xx, assigned once, never reused; E0701, "not
+//! implemented yet", is retired: every method the language names now runs). Each points at
 //! the recipe line responsible where the plan has one.
 
 use std::path::PathBuf;
@@ -9,9 +10,6 @@ use crate::diagnostics::Span;
 
 #[derive(Debug, Error)]
 pub enum RunError {
-    #[error("{what} is not implemented yet")]
-    NotImplemented { what: String, span: Span },
-
     #[error("the training loss became {value} at step {step} (epoch {epoch})")]
     NonFiniteLoss { value: f32, step: u64, epoch: u64, span: Span },
 
@@ -37,7 +35,6 @@ pub enum RunError {
 impl RunError {
     pub fn code(&self) -> &'static str {
         match self {
-            RunError::NotImplemented { .. } => "E0701",
             RunError::NonFiniteLoss { .. } => "E0702",
             RunError::DataMismatch { .. } => "E0703",
             RunError::Io { .. } => "E0704",
@@ -50,7 +47,6 @@ impl RunError {
 
     pub fn help(&self) -> Option<String> {
         Some(match self {
-            RunError::NotImplemented { .. } => "choose another method for now; it is planned".into(),
             RunError::NonFiniteLoss { .. } => {
                 "lower the learning rate, add `clip_grad_norm`, or shorten the sparsity ramp".into()
             }
@@ -68,8 +64,7 @@ impl RunError {
 
     pub fn span(&self) -> Option<Span> {
         match self {
-            RunError::NotImplemented { span, .. }
-            | RunError::NonFiniteLoss { span, .. }
+            RunError::NonFiniteLoss { span, .. }
             | RunError::DataMismatch { span, .. }
             | RunError::NoSteps { span, .. }
             | RunError::Plan { span, .. }

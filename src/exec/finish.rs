@@ -26,7 +26,8 @@ impl Trainer<'_> {
         let n: usize = shape.iter().product();
         let mut rng = ChaCha8Rng::seed_from_u64(0); // unused: no augmentation at evaluation
         let (mut correct, mut loss) = (0usize, 0.0f64);
-        let all: Vec<usize> = (0..split.len).collect();
+        let len = self.opts.max_eval.map_or(split.len, |m| m.min(split.len));
+        let all: Vec<usize> = (0..len).collect();
         for idx in all.chunks(EVAL_BATCH) {
             let (mut images, mut labels) = (vec![0.0; idx.len() * n], vec![0usize; idx.len()]);
             fill_batch(split, shape, idx, &[], &mut rng, &mut images, &mut labels);
@@ -36,7 +37,7 @@ impl Trainer<'_> {
             correct += ok;
             loss += l.array() as f64 * idx.len() as f64;
         }
-        let len = split.len.max(1) as f64;
+        let len = len.max(1) as f64;
         Ok((correct as f64 / len, loss / len))
     }
 
@@ -80,8 +81,10 @@ impl Trainer<'_> {
                 .map_or(1.0, |p| 1.0 - count_zeros(p.effective()) as f64 / p.raw.len().max(1) as f64)
         };
         let (flops_dense, flops_sparse) = flops(&self.plan.model, &density);
-        let params_dense = self.params.iter().map(|p| p.raw.len()).sum();
-        let params_nonzero = self.params.iter().map(|p| p.raw.len() - count_zeros(p.effective())).sum();
+        // Ghost skip branches are gone from the graph once faded: not part of the model.
+        let model = || self.params.iter().filter(|p| p.spec.added_by != Some("ghost_skip"));
+        let params_dense = model().map(|p| p.raw.len()).sum();
+        let params_nonzero = model().map(|p| p.raw.len() - count_zeros(p.effective())).sum();
         let epochs = self.step as f64 / self.steps_per_epoch as f64;
         let summary = RunSummary {
             recipe: self.plan.recipe.clone(),

@@ -17,7 +17,7 @@ use crate::ir::plan::*;
 use crate::sparsity::mask::count_zeros;
 
 fn opts(name: &str) -> RunOptions {
-    RunOptions { out_dir: Some(temp_dir(name)), threads: Some(1), quiet: true, max_steps: None }
+    RunOptions { out_dir: Some(temp_dir(name)), threads: Some(1), quiet: true, max_steps: None, max_eval: None }
 }
 
 fn cubic_every_step() -> Schedule {
@@ -120,7 +120,7 @@ fn loss_trajectory_matches_recorded_values_and_runs_are_deterministic() {
 #[test]
 fn two_threads_are_deterministic_too() {
     let (p, data) = (golden_plan(Update::Hard), blobs([1, 4, 4], 3, 192, 60, 1));
-    let o = RunOptions { threads: Some(2), max_steps: Some(12), ..opts("threads2") };
+    let o = RunOptions { threads: Some(2), max_steps: Some(12), max_eval: None, ..opts("threads2") };
     assert_eq!(run(&p, &data, &o).unwrap().losses, run(&p, &data, &o).unwrap().losses);
 }
 
@@ -129,8 +129,11 @@ fn unsupported_features_and_bad_inputs_are_clean_errors() {
     let data = blobs([1, 4, 4], 3, 192, 60, 1);
     let span = Span::new(0, 10, 20);
     let mut p = golden_plan(Update::Hard);
+    // A diverging run under a technique points at the technique.
     p.techniques.push(Technique::GradInit { iters: 1, lr: 0.1, eta: 0.1, min_scale: 0.01, span });
-    assert_eq!(run(&p, &data, &opts("err")).unwrap_err().span(), Some(span));
+    p.train.optimizer = Optimizer::Sgd { lr: 1e30, momentum: 0.9, nesterov: false, weight_decay: 0.0 };
+    let e = run(&p, &data, &opts("err")).unwrap_err();
+    assert_eq!((e.code(), e.span()), ("E0702", Some(span)));
     let other = blobs([1, 5, 5], 3, 192, 60, 1);
     assert_eq!(run(&golden_plan(Update::Hard), &other, &opts("err")).unwrap_err().code(), "E0703");
     let mut p = golden_plan(Update::Hard);

@@ -3,14 +3,17 @@
 //! All dfdx use lives in this module; nothing outside it names a dfdx type.
 //!
 //! Layout: `ops/` custom ops with backward passes, `net` the layer tree (`east` its EAST
-//! nodes: DyReLU-B and shared conv weights), `params` the engine-owned buffers, `jit` the run's
-//! compiled elementwise kernels (optimizer steps, re-masking, effective weights; `update` holds
-//! their plain references for tests), `sparsify` masks and thresholds per step, `lr`
-//! learning-rate schedules, `train` the loop, `error` [`RunError`].
+//! nodes: DyReLU-B and shared conv weights; `tost` its ToST nodes: ghost neurons and skips),
+//! `params` the engine-owned buffers, `jit` the run's compiled elementwise kernels (optimizer
+//! steps, re-masking, effective weights; `update` holds their plain references for tests),
+//! `sparsify` masks and thresholds per step, `prune` masks scored from the network (SNIP,
+//! GraSP, SynFlow), `lr` learning-rate schedules, `train` the loop (with lottery rounds),
+//! `gradinit` ToST's GradInit before the first step, `error` [`RunError`].
 
 mod east;
 pub mod error;
 mod finish;
+mod gradinit;
 pub mod jit;
 pub mod lr;
 pub mod net;
@@ -18,6 +21,7 @@ pub mod ops;
 pub mod params;
 pub mod prune;
 pub mod sparsify;
+pub mod tost;
 mod train;
 
 use std::path::PathBuf;
@@ -36,8 +40,10 @@ pub struct RunOptions {
     pub threads: Option<usize>,
     /// No progress bar and no printed report.
     pub quiet: bool,
-    /// Stop after this many steps (tests).
+    /// Stop after this many steps (tests); GradInit then runs at most as many iterations.
     pub max_steps: Option<u64>,
+    /// Evaluate on at most this many examples of each split (tests).
+    pub max_eval: Option<usize>,
 }
 
 /// Training time of one run: resolves the plan's symbolic [`Time`]s to steps.
@@ -71,5 +77,7 @@ mod fixtures;
 mod golden;
 #[cfg(test)]
 mod methods;
+#[cfg(test)]
+mod tost_tests;
 #[cfg(test)]
 mod update;

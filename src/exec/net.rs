@@ -12,6 +12,7 @@ use super::ops::conv::{conv2d, ConvGeom};
 use super::ops::norm::{batch_norm, BnGeom, BnStats};
 use super::ops::pool::{avg_pool, global_avg_pool, max_pool, PoolGeom};
 use super::ops::{Grads, Tensor1, Tensor2};
+use super::tost::{self, ghost_act, run_ghost_block, Blend, GhostBlock};
 use super::Clock;
 use crate::ir::plan::{Activation, Layer, LayerKind, Model, ParamKind, Technique};
 
@@ -95,6 +96,12 @@ pub enum Node {
         body: Vec<Node>,
         shortcut: Vec<Node>,
     },
+    // ToST (`tost.rs`): a ReLU under ghost neurons, a residual block with ghost skip branches.
+    Ghost {
+        soft: Activation,
+        blend: Blend,
+    },
+    GhostSkip(Box<GhostBlock>),
 }
 
 pub struct Net {
@@ -119,7 +126,8 @@ impl Net {
         let east = EastConfig::new(techniques, clock);
         let params = model.params.iter().map(|p| ParamTensor::new(dev, p.kind, &p.shape)).collect();
         let mut net = Net { nodes: Vec::new(), params, bn: Vec::new() };
-        net.nodes = build_nodes(&model.layers, model, &mut net.bn, true, east)?;
+        let nodes = build_nodes(&model.layers, model, &mut net.bn, true, east)?;
+        net.nodes = tost::apply(nodes, model, techniques, clock, &mut net.bn)?;
         Ok(net)
     }
 
@@ -222,7 +230,7 @@ fn build_nodes(
     Ok(nodes)
 }
 
-fn run<T: Tape<f32, Cpu>>(
+pub(super) fn run<T: Tape<f32, Cpu>>(
     nodes: &[Node],
     p: &[ParamTensor],
     bn: &mut [(String, BnStats)],
@@ -257,6 +265,8 @@ fn run<T: Tape<f32, Cpu>>(
                 let side = run(shortcut, p, bn, x.retaped::<T>(), mode);
                 run(body, p, bn, x, mode) + side
             }
+            Node::Ghost { soft, blend } => ghost_act(x, *soft, blend.relu_weight(mode.step)),
+            Node::GhostSkip(block) => run_ghost_block(block, p, bn, x, mode),
         };
     }
     x

@@ -57,22 +57,12 @@ pub struct Trainer<'a> {
     pub(super) started: Instant,
 }
 
-/// Rejects what this engine cannot run yet and what does not fit the data.
+/// Rejects what does not fit the data; returns the label smoothing to apply.
 fn check(plan: &Plan, data: &DataSet) -> Result<Option<(f32, SmoothingStyle)>, RunError> {
-    let mut smoothing = None;
-    for t in &plan.techniques {
-        let (name, span) = match t {
-            Technique::LabelSmoothing { alpha, style, .. } => {
-                smoothing = Some((*alpha as f32, *style));
-                continue;
-            }
-            Technique::GhostNeurons { span, .. } => ("ghost_neurons", span),
-            Technique::GhostSkip { span, .. } => ("ghost_skip", span),
-            Technique::GradInit { span, .. } => ("gradinit", span),
-            Technique::DyRelu { .. } | Technique::WeightSharing { .. } => continue,
-        };
-        return Err(RunError::NotImplemented { what: format!("the technique `{name}`"), span: *span });
-    }
+    let smoothing = plan.techniques.iter().find_map(|t| match t {
+        Technique::LabelSmoothing { alpha, style, .. } => Some((*alpha as f32, *style)),
+        _ => None,
+    });
     let m = &plan.model;
     if m.input != data.shape || m.classes != data.classes {
         let msg = format!(
@@ -102,6 +92,7 @@ impl<'a> Trainer<'a> {
         let soft = matches!(plan.sparsity.update, crate::ir::plan::Update::SoftThreshold { .. });
         let adam = matches!(plan.train.optimizer, Optimizer::Adam { .. });
         let mut params = params::init(&plan.model.params, plan.seed, soft, adam);
+        super::tost::fill_ghost_init(plan, &mut params);
         let kernels = StepKernels::compile(plan)?;
         let dev = Cpu::default();
         let clock = super::Clock { steps_per_epoch, total_steps };
@@ -161,6 +152,7 @@ impl<'a> Trainer<'a> {
     }
 
     pub fn run(mut self) -> Result<RunSummary, RunError> {
+        self.init_techniques()?;
         if let MaskMethod::Lottery { rounds, rate, rewind } = self.plan.sparsity.mask {
             // A rewind point past the run rewinds to the last step's weights.
             self.rewind_step = rewind.to_steps(self.steps_per_epoch, self.total_steps).min(self.step_limit() - 1);
