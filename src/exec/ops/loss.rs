@@ -93,6 +93,26 @@ mod tests {
     }
 
     #[test]
+    fn smoothed_labels_sum_to_one_and_favour_the_label() {
+        for classes in [2, 3, 10, 100] {
+            for alpha in [0.0f32, 0.1, 0.3] {
+                for style in [SmoothingStyle::Uniform, SmoothingStyle::Others] {
+                    let mut t = vec![9.0; classes];
+                    target_probs(classes / 2, classes, Some((alpha, style)), &mut t);
+                    let sum: f32 = t.iter().sum();
+                    assert!((sum - 1.0).abs() < 1e-5, "{classes} {alpha} {style:?}: {sum}");
+                    let other = match style {
+                        SmoothingStyle::Uniform => alpha / classes as f32,
+                        SmoothingStyle::Others => alpha / (classes - 1) as f32,
+                    };
+                    assert!(t.iter().enumerate().all(|(i, p)| i == classes / 2 || *p == other));
+                    assert!(t[classes / 2] > other || alpha == 0.0 && classes == 1);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn counts_correct_predictions() {
         let dev = Cpu::default();
         let x: Tensor2 = dev.tensor_from_vec(vec![0.0, 2.0, 1.0, 3.0, 0.0, 0.0], (2, 3));
