@@ -14,10 +14,10 @@ use dfdx::prelude::*;
 
 use super::error::RunError;
 use super::net::{run, Mode, Node, ParamTensor};
-use super::ops::act::{act, activation};
+use super::ops::act::{act, activation, pointwise};
 use super::ops::conv::ConvGeom;
 use super::ops::norm::{BnGeom, BnStats};
-use super::ops::{read, with_backward, Tensor2};
+use super::ops::Tensor2;
 use super::Clock;
 use crate::ir::lower::{ghost_branches, ghost_split, GhostBranch};
 use crate::ir::plan::{Activation, Layer, LayerKind, Model, Technique};
@@ -86,23 +86,10 @@ pub fn ghost_act<T: Tape<f32, Cpu>>(x: Tensor2<T>, soft: Activation, t: f32) -> 
     if t <= 0.0 {
         return act(x, soft);
     }
-    let (x, tape) = x.split_tape();
-    let (y, dy): (Vec<f32>, Vec<f32>) = read(&x)
-        .iter()
-        .map(|&v| {
-            let (s, ds) = activation(soft, v);
-            let (r, dr) = activation(Activation::Relu, v);
-            ((1.0 - t) * s + t * r, (1.0 - t) * ds + t * dr)
-        })
-        .unzip();
-    let out = x.device().tensor_from_vec(y, *x.shape());
-    let xg = x.ghost();
-    with_backward(out, tape, move |gy, grads| {
-        let dx = grads.get_or_alloc_mut(&xg)?;
-        for ((d, g), s) in dx.iter_mut().zip(gy).zip(&dy) {
-            *d += g * s;
-        }
-        Ok(())
+    pointwise(x, |v| {
+        let (s, ds) = activation(soft, v);
+        let (r, dr) = activation(Activation::Relu, v);
+        ((1.0 - t) * s + t * r, (1.0 - t) * ds + t * dr)
     })
 }
 

@@ -44,9 +44,14 @@ pub fn act<T: Tape<f32, Cpu>>(x: Tensor2<T>, a: Activation) -> Tensor2<T> {
     if a == Activation::Relu {
         return x.relu();
     }
+    pointwise(x, |v| activation(a, v))
+}
+
+/// `y = f(x)` elementwise, where `f` returns the value and its derivative at each element; the
+/// backward pass multiplies the output gradient by the stored derivatives.
+pub fn pointwise<T: Tape<f32, Cpu>>(x: Tensor2<T>, mut f: impl FnMut(f32) -> (f32, f32)) -> Tensor2<T> {
     let (x, tape) = x.split_tape();
-    let xs = read(&x);
-    let (y, dy): (Vec<f32>, Vec<f32>) = xs.iter().map(|&v| activation(a, v)).unzip();
+    let (y, dy): (Vec<f32>, Vec<f32>) = read(&x).iter().map(|&v| f(v)).unzip();
     let out = x.device().tensor_from_vec(y, *x.shape());
     let xg = x.ghost();
     with_backward(out, tape, move |gy, grads| {
@@ -60,18 +65,10 @@ pub fn act<T: Tape<f32, Cpu>>(x: Tensor2<T>, a: Activation) -> Tensor2<T> {
 
 /// Inverted dropout: zero with probability `p`, scale the rest by `1/(1-p)`.
 pub fn dropout<T: Tape<f32, Cpu>>(x: Tensor2<T>, p: f32, rng: &mut ChaCha8Rng) -> Tensor2<T> {
-    let (x, tape) = x.split_tape();
     let keep = 1.0 / (1.0 - p);
-    let mask: Vec<f32> = (0..x.shape().num_elements()).map(|_| if rng.gen::<f32>() < p { 0.0 } else { keep }).collect();
-    let y = read(&x).iter().zip(&mask).map(|(a, m)| a * m).collect();
-    let out = x.device().tensor_from_vec(y, *x.shape());
-    let xg = x.ghost();
-    with_backward(out, tape, move |gy, grads| {
-        let dx = grads.get_or_alloc_mut(&xg)?;
-        for ((d, g), m) in dx.iter_mut().zip(gy).zip(&mask) {
-            *d += g * m;
-        }
-        Ok(())
+    pointwise(x, |v| {
+        let m = if rng.gen::<f32>() < p { 0.0 } else { keep };
+        (v * m, m)
     })
 }
 
