@@ -230,8 +230,7 @@ impl Trainer<'_> {
         };
         // A run cut short (`max_steps`, tests) cuts GradInit as short.
         let s = Settings { iters: self.opts.max_steps.map_or(s.iters, |m| s.iters.min(m as usize)), ..s };
-        let mut rng = ChaCha8Rng::seed_from_u64(self.plan.seed);
-        rng.set_stream(4);
+        let rng = super::Stream::GradInit.rng(self.plan.seed);
         let mut batches = Batches {
             data: self.data,
             batch: self.plan.train.batch,

@@ -46,6 +46,30 @@ pub struct RunOptions {
     pub max_eval: Option<usize>,
 }
 
+/// The run's independent random streams: ChaCha8 streams of the recipe's seed (the weights are
+/// drawn from stream 0, see `params::init`). One table, so no two uses share a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Random initial masks.
+    Masks = 1,
+    /// Crop and flip of training batches.
+    Augment = 2,
+    Dropout = 3,
+    /// GradInit's batches.
+    GradInit = 4,
+    /// SET's random regrowth.
+    Regrowth = 5,
+}
+
+impl Stream {
+    pub fn rng(self, seed: u64) -> rand_chacha::ChaCha8Rng {
+        use rand::SeedableRng;
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        r.set_stream(self as u64);
+        r
+    }
+}
+
 /// Training time of one run: resolves the plan's symbolic [`Time`]s to steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Clock {

@@ -13,13 +13,12 @@
 //! until)) / 2` (RigL's cosine annealing).
 
 use rand::seq::index::sample;
-use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::error::RunError;
 use super::jit::{call_failed, StepKernels};
 use super::params::ParamBuf;
-use super::Clock;
+use super::{Clock, Stream};
 use crate::diagnostics::Span;
 use crate::ir::plan::{Growth, MaskMethod, Plan, Scope, Ste, Update};
 use crate::kernels::KernelError;
@@ -110,19 +109,14 @@ impl Sparsifier {
             _ => None,
         };
         let groups = groups(&plan.model.params, sp.target, scope);
-        let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
-        rng.set_stream(1);
+        let mut rng = Stream::Masks.rng(plan.seed);
         let mut s = Sparsifier {
             rule,
             applied: vec![None; groups.len()],
             groups,
             schedule,
             regrow,
-            rng: {
-                let mut r = ChaCha8Rng::seed_from_u64(plan.seed);
-                r.set_stream(4);
-                r
-            },
+            rng: Stream::Regrowth.rng(plan.seed),
             freeze_at: sp.freeze_at.map(|t| clock.at(t)),
             frozen: false,
             magnitudes,

@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use dfdx::prelude::*;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::error::RunError;
@@ -20,7 +19,7 @@ use super::ops::norm::BnStats;
 use super::params::{self, ParamBuf};
 use super::prune::{self, Probe};
 use super::sparsify::Sparsifier;
-use super::RunOptions;
+use super::{RunOptions, Stream};
 use crate::data::{epoch_order, fill_batch, DataSet};
 use crate::diagnostics::Span;
 use crate::ir::plan::{MaskMethod, Optimizer, ParamKind, Plan, SmoothingStyle, Technique};
@@ -105,11 +104,6 @@ impl<'a> Trainer<'a> {
         let lr = Lr::new(&plan.train.lr, plan.train.optimizer.lr(), steps_per_epoch, total_steps);
         let dir = opts.out_dir.clone().unwrap_or_else(|| plan.output.dir.clone().into());
         let rundir = RunDir::create(&dir).map_err(RunError::io(&dir))?;
-        let rng = |stream| {
-            let mut r = ChaCha8Rng::seed_from_u64(plan.seed);
-            r.set_stream(stream);
-            r
-        };
         Ok(Trainer {
             plan,
             data,
@@ -124,8 +118,8 @@ impl<'a> Trainer<'a> {
             steps_per_epoch,
             total_steps,
             step: 0,
-            rng_augment: rng(2),
-            rng_dropout: rng(3),
+            rng_augment: Stream::Augment.rng(plan.seed),
+            rng_dropout: Stream::Dropout.rng(plan.seed),
             smoothing,
             losses: Vec::new(),
             round: None,
@@ -190,12 +184,8 @@ impl<'a> Trainer<'a> {
         self.net.bn = bn;
         self.step = 0;
         self.losses.clear();
-        let rng = |stream| {
-            let mut r = ChaCha8Rng::seed_from_u64(self.plan.seed);
-            r.set_stream(stream);
-            r
-        };
-        (self.rng_augment, self.rng_dropout) = (rng(2), rng(3));
+        (self.rng_augment, self.rng_dropout) =
+            (Stream::Augment.rng(self.plan.seed), Stream::Dropout.rng(self.plan.seed));
         Ok(())
     }
 
