@@ -309,13 +309,13 @@ fn lottery_rewinds_to_the_stored_weights_exactly() {
     assert_eq!(zeros(&tr), 0, "round 1 trains the dense network");
     (tr.round, tr.rewind_step) = (Some(1), 3);
     tr.train_epochs().unwrap();
-    let (stored, _) = tr.rewind.clone().unwrap();
+    let (stored, _) = tr.rewind_snapshot.clone().unwrap();
     for (w, q) in stored.iter().zip(&dense.params) {
         assert_eq!(w, &q.raw, "{}: stored at the rewind step", q.spec.name);
     }
     let trained: Vec<Vec<f32>> = tr.params.iter().map(|q| q.raw.clone()).collect();
-    let masks = tr.sparsifier.lottery_masks(&mut tr.params, 1, 2, 0.5);
-    tr.rewind_to(masks).unwrap();
+    tr.sparsifier.lottery_prune(&mut tr.params, 1, 2, 0.5);
+    tr.rewind().unwrap();
     let n: usize = masked(&tr).iter().map(|&i| tr.params[i].raw.len()).sum();
     assert_eq!(zeros(&tr), zeros_for(0.5, n), "round 1 prunes `rate` of the weights");
     for (i, q) in tr.params.iter().enumerate() {

@@ -208,33 +208,35 @@ pub fn synflow(
         if scores.iter().flatten().all(|s| *s == 0.0) && scores.iter().any(|s| !s.is_empty()) {
             return None;
         }
+        // Pruned weights score 0 and stay pruned; live ones score at least the smallest
+        // positive float so a zero flow never revives a pruned weight at a tie.
+        let live: Vec<Vec<f32>> = scores
+            .iter()
+            .zip(&masks)
+            .map(|(s, m)| {
+                s.iter().zip(m).map(|(s, m)| if *m == 0.0 { 0.0 } else { s.max(f32::from_bits(1)) }).collect()
+            })
+            .collect();
         for (g, zeros) in groups {
             let n: usize = g.members.iter().map(|&i| params[i].raw.len()).sum();
             let density = 1.0 - *zeros as f64 / n.max(1) as f64;
             let k = if r == rounds { *zeros } else { zeros_for(1.0 - density.powf(r as f64 / rounds as f64), n) };
-            // Pruned weights score 0 and stay pruned; live ones score at least the smallest
-            // positive float so a zero flow never revives a pruned weight at a tie.
-            let live: Vec<Vec<f32>> = g
-                .members
-                .iter()
-                .map(|&i| {
-                    scores[i]
-                        .iter()
-                        .zip(&masks[i])
-                        .map(|(s, m)| if *m == 0.0 { 0.0 } else { s.max(f32::from_bits(1)) })
-                        .collect()
-                })
-                .collect();
-            let refs: Vec<&[f32]> = live.iter().map(|v| &v[..]).collect();
-            let mut ms: Vec<Vec<f32>> = g.members.iter().map(|&i| masks[i].clone()).collect();
-            let mut mrefs: Vec<&mut [f32]> = ms.iter_mut().map(|m| &mut m[..]).collect();
-            magnitude_masks(&refs, k, &mut mrefs);
-            for (&i, m) in g.members.iter().zip(ms) {
-                masks[i] = m;
-            }
+            cut(g, &live, k, false, &mut masks);
         }
     }
     Some(masks)
+}
+
+/// Zeros the `k` lowest `scores` of group `g` in `masks` (both indexed by param): by value when
+/// `signed` (GraSP), else by magnitude (radix select).
+fn cut(g: &Group, scores: &[Vec<f32>], k: usize, signed: bool, masks: &mut [Vec<f32>]) {
+    let refs: Vec<&[f32]> = g.members.iter().map(|&i| &scores[i][..]).collect();
+    let mut ms: Vec<&mut [f32]> = g.members_mut(masks).into_iter().map(|m| &mut m[..]).collect();
+    if signed {
+        score_masks(&refs, k, &mut ms);
+    } else {
+        magnitude_masks(&refs, k, &mut ms);
+    }
 }
 
 /// The initial masks of the methods that score the network (`snip`, `grasp`, `synflow`), one per
@@ -248,17 +250,7 @@ pub fn initial_masks(
     let from_scores = |scores: Vec<Vec<f32>>, signed: bool| {
         let mut masks: Vec<Vec<f32>> = params.iter().map(|p| p.mask.clone()).collect();
         for (g, k) in groups {
-            let refs: Vec<&[f32]> = g.members.iter().map(|&i| &scores[i][..]).collect();
-            let mut ms: Vec<Vec<f32>> = g.members.iter().map(|&i| masks[i].clone()).collect();
-            let mut mrefs: Vec<&mut [f32]> = ms.iter_mut().map(|m| &mut m[..]).collect();
-            if signed {
-                score_masks(&refs, *k, &mut mrefs);
-            } else {
-                magnitude_masks(&refs, *k, &mut mrefs);
-            }
-            for (&i, m) in g.members.iter().zip(ms) {
-                masks[i] = m;
-            }
+            cut(g, &scores, *k, signed, &mut masks);
         }
         masks
     };

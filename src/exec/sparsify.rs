@@ -70,11 +70,6 @@ pub struct Sparsifier {
     span: Span,
 }
 
-/// Mutable items (buffers of params) of a group's members, in member order.
-fn members<'a, T>(items: &'a mut [T], g: &Group) -> Vec<&'a mut T> {
-    items.iter_mut().enumerate().filter(|(i, _)| g.members.contains(i)).map(|(_, p)| p).collect()
-}
-
 fn group_len(params: &[ParamBuf], g: &Group) -> usize {
     g.members.iter().map(|&i| params[i].raw.len()).sum()
 }
@@ -123,7 +118,7 @@ impl Sparsifier {
             span: sp.span,
         };
         for (gi, (g, k)) in s.initial_zeros(params).into_iter().enumerate() {
-            let mut ps = members(params, &g);
+            let mut ps = g.members_mut(params);
             match &sp.mask {
                 MaskMethod::Random => {
                     random_masks(k, &mut ps.iter_mut().map(|p| &mut p.mask[..]).collect::<Vec<_>>(), &mut rng);
@@ -177,17 +172,16 @@ impl Sparsifier {
 
     /// Lottery round `round` of `rounds` (1-based): prunes each group by magnitude of the trained
     /// weights to `1 - (1 - rate)^round` of its weights (at most its target), or to its target in
-    /// the last round; returns the masks. Pruned weights are already zero, so they stay pruned.
-    pub fn lottery_masks(&mut self, params: &mut [ParamBuf], round: usize, rounds: usize, rate: f64) -> Vec<Vec<f32>> {
+    /// the last round, by setting the masks. Pruned weights are already zero, so they stay pruned.
+    pub fn lottery_prune(&mut self, params: &mut [ParamBuf], round: usize, rounds: usize, rate: f64) {
         for (gi, g) in self.groups.iter().enumerate() {
             let s = if round >= rounds { g.target } else { (1.0 - (1.0 - rate).powi(round as i32)).min(g.target) };
-            let mut ps = members(params, g);
+            let mut ps = g.members_mut(params);
             let n: usize = ps.iter().map(|p| p.raw.len()).sum();
             let k = zeros_for(s, n);
             magnitude_group(&mut ps, k);
             self.applied[gi] = Some(k);
         }
-        params.iter().map(|p| p.mask.clone()).collect()
     }
 
     /// Target sparsity of each masked param's group after `t` steps, by param index.
@@ -217,7 +211,7 @@ impl Sparsifier {
                 for (gi, g) in self.groups.iter().enumerate() {
                     let n = group_len(params, g);
                     let k = zeros_for(sparsity(g), n);
-                    let mut ps = members(params, g);
+                    let mut ps = g.members_mut(params);
                     match self.applied[gi] {
                         Some(cur) if cur == k => continue,
                         Some(cur) if k < cur => grow_by_gradient(&mut ps, cur - k),
@@ -239,9 +233,9 @@ impl Sparsifier {
             }
             Rule::Soft { rescale, sigma, .. } => {
                 for g in &self.groups {
-                    let magnitudes = self.magnitudes.as_mut().map(|m| members(m, g));
+                    let magnitudes = self.magnitudes.as_mut().map(|m| g.members_mut(m));
                     let s = sparsity(g);
-                    let mut ps = members(params, g);
+                    let mut ps = g.members_mut(params);
                     soft_group(&mut ps, magnitudes, s, rescale, sigma, kernels).map_err(&call)?;
                 }
             }

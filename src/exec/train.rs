@@ -51,7 +51,7 @@ pub struct Trainer<'a> {
     /// weights rounds rewind to, and those weights with the batchnorm statistics once reached.
     pub(super) round: Option<usize>,
     pub(super) rewind_step: u64,
-    pub(super) rewind: Option<Snapshot>,
+    pub(super) rewind_snapshot: Option<Snapshot>,
     pub(super) rundir: RunDir,
     pub(super) started: Instant,
 }
@@ -124,7 +124,7 @@ impl<'a> Trainer<'a> {
             losses: Vec::new(),
             round: None,
             rewind_step: 0,
-            rewind: None,
+            rewind_snapshot: None,
             rundir,
             started: Instant::now(),
         })
@@ -153,8 +153,8 @@ impl<'a> Trainer<'a> {
             for round in 1..=rounds {
                 self.round = Some(round);
                 self.train_epochs()?;
-                let masks = self.sparsifier.lottery_masks(&mut self.params, round, rounds, rate);
-                self.rewind_to(masks)?;
+                self.sparsifier.lottery_prune(&mut self.params, round, rounds, rate);
+                self.rewind()?;
             }
             self.round = None;
         }
@@ -162,22 +162,19 @@ impl<'a> Trainer<'a> {
         self.finish(epochs_run)
     }
 
-    /// Lottery: back to the weights (times `masks`) and batchnorm statistics stored at the rewind
+    /// Lottery: back to the weights (times the new masks) and batchnorm statistics stored at the rewind
     /// step, optimizer state and random streams reset, so the next round trains the sparse
     /// network from that point exactly as the dense one went through it.
-    pub(super) fn rewind_to(&mut self, masks: Vec<Vec<f32>>) -> Result<(), RunError> {
-        let Some((weights, bn)) = self.rewind.take() else {
+    pub(super) fn rewind(&mut self) -> Result<(), RunError> {
+        let Some((weights, bn)) = self.rewind_snapshot.take() else {
             return Err(RunError::Plan {
                 msg: "the lottery rewind point was not reached".into(),
                 span: self.plan.sparsity.span,
             });
         };
-        for ((p, w), m) in self.params.iter_mut().zip(weights).zip(masks) {
+        for (p, w) in self.params.iter_mut().zip(weights) {
             p.raw = w;
-            if p.spec.masked {
-                p.mask = m;
-                p.raw.iter_mut().zip(&p.mask).for_each(|(w, m)| *w *= m);
-            }
+            p.raw.iter_mut().zip(&p.mask).for_each(|(w, m)| *w *= m);
             p.m1.fill(0.0);
             p.m2.fill(0.0);
         }
@@ -270,7 +267,7 @@ impl<'a> Trainer<'a> {
     pub(super) fn train_step(&mut self, idx: &[usize]) -> Result<(f32, usize), RunError> {
         self.load_weights()?;
         if self.round.is_some() && self.step == self.rewind_step {
-            self.rewind = Some((self.params.iter().map(|p| p.raw.clone()).collect(), self.net.bn.clone()));
+            self.rewind_snapshot = Some((self.params.iter().map(|p| p.raw.clone()).collect(), self.net.bn.clone()));
         }
         let (shape, b) = (self.data.shape, idx.len());
         let n: usize = shape.iter().product();

@@ -11,6 +11,13 @@ pub struct Group {
     pub target: f64,
 }
 
+impl Group {
+    /// The group's items (params, masks, any per-param buffer), mutable, in member order.
+    pub fn members_mut<'a, T>(&self, items: &'a mut [T]) -> Vec<&'a mut T> {
+        items.iter_mut().enumerate().filter(|(i, _)| self.members.contains(i)).map(|(_, p)| p).collect()
+    }
+}
+
 /// Params with a plan-time target (uniform, overrides) form their own group; the rest share
 /// one global group at `global_target` (or one each when `scope` is `Layer`).
 pub fn groups(params: &[Param], global_target: f64, scope: Scope) -> Vec<Group> {
