@@ -309,6 +309,7 @@ fn lottery_rewinds_to_the_stored_weights_exactly() {
     assert_eq!(zeros(&tr), 0, "round 1 trains the dense network");
     (tr.round, tr.rewind_step) = (Some(1), 3);
     tr.train_epochs().unwrap();
+    assert_eq!(zeros(&tr), 0, "round 1 trained the dense network to the end");
     let (stored, _) = tr.rewind_snapshot.clone().unwrap();
     for (w, q) in stored.iter().zip(&dense.params) {
         assert_eq!(w, &q.raw, "{}: stored at the rewind step", q.spec.name);
@@ -338,6 +339,11 @@ fn lottery_rewinds_to_the_stored_weights_exactly() {
         }
     }
     assert!(kept_min >= cut_max);
+    // Round 2 trains at that mask: the schedule's target (75%) does not move it.
+    for idx in epoch_order(192, 0, 0).chunks_exact(16).take(3) {
+        tr.train_step(idx).unwrap();
+        assert_eq!(zeros(&tr), zeros_for(0.5, n), "round 2 keeps its mask");
+    }
     // The whole run: two rounds, then the final training at the target.
     let s = run(&p, &data, &opts("lottery-run")).unwrap();
     assert_eq!(s.sparsity, zeros_for(0.75, n) as f64 / n as f64);

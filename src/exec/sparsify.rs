@@ -58,6 +58,9 @@ pub struct Sparsifier {
     /// Zeros in place per group (`hard`); `None` forces the next `prepare` to recompute the
     /// group's mask by magnitude.
     applied: Vec<Option<usize>>,
+    /// The mask method owns the masks (`lottery`: each round's mask is set by `lottery_prune`),
+    /// so `prepare` leaves them as they are.
+    fixed: bool,
     regrow: Option<Regrow>,
     /// Random growth (SET).
     rng: ChaCha8Rng,
@@ -108,6 +111,7 @@ impl Sparsifier {
         let mut s = Sparsifier {
             rule,
             applied: vec![None; groups.len()],
+            fixed: matches!(sp.mask, MaskMethod::Lottery { .. }),
             groups,
             schedule,
             regrow,
@@ -134,10 +138,6 @@ impl Sparsifier {
             for p in ps {
                 kernels.remask(p).map_err(call_failed(sp.span))?;
             }
-        }
-        if let MaskMethod::Lottery { .. } = sp.mask {
-            // Round 0 trains the dense network; `lottery_prune` sets each round's mask.
-            s.applied.iter_mut().for_each(|a| *a = Some(0));
         }
         Ok(s)
     }
@@ -174,13 +174,11 @@ impl Sparsifier {
     /// weights to `1 - (1 - rate)^round` of its weights (at most its target), or to its target in
     /// the last round, by setting the masks. Pruned weights are already zero, so they stay pruned.
     pub fn lottery_prune(&mut self, params: &mut [ParamBuf], round: usize, rounds: usize, rate: f64) {
-        for (gi, g) in self.groups.iter().enumerate() {
+        for g in &self.groups {
             let s = if round >= rounds { g.target } else { (1.0 - (1.0 - rate).powi(round as i32)).min(g.target) };
             let mut ps = g.members_mut(params);
             let n: usize = ps.iter().map(|p| p.raw.len()).sum();
-            let k = zeros_for(s, n);
-            magnitude_group(&mut ps, k);
-            self.applied[gi] = Some(k);
+            magnitude_group(&mut ps, zeros_for(s, n));
         }
     }
 
@@ -207,6 +205,7 @@ impl Sparsifier {
         let freeze = self.freeze_at.is_some_and(|f| t >= f);
         let sparsity = |g: &Group| if freeze { g.target } else { self.schedule.sparsity(t, g.target) };
         match self.rule {
+            Rule::Hard if self.fixed => {}
             Rule::Hard => {
                 for (gi, g) in self.groups.iter().enumerate() {
                     let n = group_len(params, g);
