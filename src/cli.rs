@@ -189,16 +189,9 @@ pub fn kernel_listing(comp: &Compilation) -> String {
         for k in &p.kernels {
             out.push_str(&format!("  {k}\n"));
         }
-        match crate::exec::jit::step_programs(p) {
-            Ok(programs) => {
-                for program in programs {
-                    match program {
-                        Ok(pr) => out.push_str(&indent(&pr.to_string())),
-                        Err(e) => out.push_str(&format!("  error: {e}\n")),
-                    }
-                }
-            }
-            Err(e) => out.push_str(&format!("  error: {e}\n")),
+        match crate::plan_kernels(p) {
+            Ok(programs) => programs.iter().for_each(|pr| out.push_str(&indent(&pr.to_string()))),
+            Err(e) => out.push_str(&format!("  error: {}\n", e.msg)),
         }
     }
     out

@@ -1,8 +1,10 @@
 //! sprsc: a compiler for sparse neural-network training recipes.
 //!
-//! The pipeline, one module per phase: `syntax` (text -> AST), `check` (AST -> checked plans or
-//! diagnostics), `ir` (the `Plan`), `kernels` (kernel expressions -> native code), `exec`
-//! (plans -> training). [`compile_file`] runs the front end: parse every file, check, lower.
+//! The pipeline, one module per phase (see ARCHITECTURE.md):
+//! load (`syntax`: text -> AST, following `use`) -> check (`check`: AST -> plans or diagnostics)
+//! -> lower (`ir::lower`: the techniques applied, the plan that trains) -> plan kernels
+//! (`kernels::StepPrograms`: the fused step kernels a plan needs) -> run (`exec`).
+//! [`compile_source`] is the front end up to lowering; `driver` runs plans.
 
 #![deny(unsafe_code)]
 // Diagnostics travel only on the error path, where their size costs nothing measurable.
@@ -59,9 +61,20 @@ pub fn compile_source(path: &Path, text: String, sets: &[String]) -> Compilation
         let (c, d) = check::check(&files, &prelude, &overrides);
         checked = c;
         diagnostics = d;
+        diagnostics.extend(lower(&mut checked));
     }
     diagnostics::sort(&mut diagnostics);
     Compilation { sources, files, checked, diagnostics }
+}
+
+/// Lowers every checked plan; a technique that does not fit its model is an error.
+fn lower(checked: &mut Checked) -> Vec<Diagnostic> {
+    checked.plans.iter_mut().flat_map(ir::lower::lower).map(|e| e.to_diagnostic()).collect()
+}
+
+/// The fused step kernels `plan` needs (the last front-end step; the engine compiles them).
+pub fn plan_kernels(plan: &ir::plan::Plan) -> Result<kernels::step::StepPrograms, kernels::step::StepError> {
+    kernels::step::StepPrograms::for_plan(plan)
 }
 
 /// Reads and compiles a file; `Err` only when the main file itself cannot be read.

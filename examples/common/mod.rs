@@ -26,6 +26,7 @@ impl Builder {
             shape,
             masked,
             target: None,
+            init: Init::default_for(kind),
             added_by: None,
         });
     }

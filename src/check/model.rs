@@ -251,7 +251,7 @@ fn residual(sink: &mut Sink, block: &Block, counters: &mut HashMap<&str, usize>)
             None => ok = false,
         }
     }
-    ok.then_some(LayerKind::Residual { body, shortcut })
+    ok.then_some(LayerKind::Residual { body, shortcut, scale: None })
 }
 
 struct Infer<'s> {
@@ -300,7 +300,7 @@ impl Infer<'_> {
             (LayerKind::GlobalAvgPool, [c, _, _]) => vec![*c],
             (LayerKind::Flatten, dims) => vec![dims.iter().product()],
             (LayerKind::BatchNorm { .. } | LayerKind::Act(_) | LayerKind::Dropout { .. }, _) => input.clone(),
-            (LayerKind::Residual { body, shortcut }, _) => {
+            (LayerKind::Residual { body, shortcut, .. }, _) => {
                 let b = self.infer_list(body, input.clone())?;
                 let s = self.infer_list(shortcut, input.clone())?;
                 if b != s {
@@ -367,7 +367,7 @@ pub fn find_layer<'m>(layers: &'m [Layer], name: &str) -> Option<&'m Layer> {
             return Some(l);
         }
         match &l.kind {
-            LayerKind::Residual { body, shortcut } => find_layer(body, name).or_else(|| find_layer(shortcut, name)),
+            LayerKind::Residual { body, shortcut, .. } => find_layer(body, name).or_else(|| find_layer(shortcut, name)),
             _ => None,
         }
     })

@@ -2,7 +2,7 @@
 //! unmasked. Weights of conv and dense layers are masked by default; biases and batchnorm
 //! parameters are always dense (the selectors `bias` and `batchnorm` say so explicitly).
 
-use crate::ir::plan::{Layer, LayerKind, Param, ParamKind};
+use crate::ir::plan::{Init, Layer, LayerKind, Param, ParamKind};
 
 pub fn collect(layers: &[Layer]) -> Vec<Param> {
     let mut out = Vec::new();
@@ -20,6 +20,7 @@ fn walk(layers: &[Layer], out: &mut Vec<Param>) {
                 shape,
                 masked: kind == ParamKind::Weight,
                 target: None,
+                init: Init::default_for(kind),
                 added_by: None,
             })
         };
@@ -40,7 +41,7 @@ fn walk(layers: &[Layer], out: &mut Vec<Param>) {
                 push(ParamKind::BnScale, "scale", vec![l.input[0]]);
                 push(ParamKind::BnShift, "shift", vec![l.input[0]]);
             }
-            LayerKind::Residual { body, shortcut } => {
+            LayerKind::Residual { body, shortcut, .. } => {
                 walk(body, out);
                 walk(shortcut, out);
             }

@@ -90,15 +90,6 @@ pub fn check_recipe(
     };
     rules::check(sink, &mut plan, &sparsity.dense, &spans);
     plan.kernels = used_kernels(sink, &plan, kernels, spans.update);
-    crate::ir::lower::assign_targets(&mut plan);
-    crate::ir::lower::lower_techniques(&mut plan);
-    for (span, msg) in crate::ir::lower::add_ghost_skip(&mut plan) {
-        sink.push(
-            Diagnostic::error("E0313", format!("`ghost_skip` cannot bridge a residual block: {msg}"))
-                .at(span, "this block")
-                .with_help("ghost skips are 1x1 convolutions; keep each half of the block's body strided, not cropped"),
-        );
-    }
     Some(plan)
 }
 

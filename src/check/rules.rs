@@ -196,7 +196,7 @@ fn needs_residual(sink: &mut Sink, plan: &Plan, span: Span, what: &str) {
 fn layer_names(layers: &[Layer], out: &mut Vec<String>) {
     for l in layers {
         out.push(l.name.clone());
-        if let LayerKind::Residual { body, shortcut } = &l.kind {
+        if let LayerKind::Residual { body, shortcut, .. } = &l.kind {
             layer_names(body, out);
             layer_names(shortcut, out);
         }

@@ -152,7 +152,7 @@ fn resnet(b: &mut Builder, widths: &[usize], blocks: &[usize], bottleneck: bool,
                 shortcut.conv(&format!("{p}.shortcut.conv"), w * expansion, 1, stride, false);
                 shortcut.bn(&format!("{p}.shortcut.bn"));
             }
-            b.push(p.clone(), LayerKind::Residual { body: body.layers, shortcut: shortcut.layers });
+            b.push(p.clone(), LayerKind::Residual { body: body.layers, shortcut: shortcut.layers, scale: None });
             b.relu(&format!("{p}.relu"));
             channels = w * expansion;
         }

@@ -5,12 +5,32 @@ use dfdx::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::*;
-use crate::exec::net::{Mode, Net, Node};
-use crate::exec::ops::loss::cross_entropy;
-use crate::exec::ops::testing::{assert_close, check_input_grad, numeric_grad, random};
-use crate::exec::ops::Grads;
-use crate::ir::plan::Plan;
+use crate::exec::backend::dyrelu::{apply, dyrelu, sigmoid, DyReluParams};
+use crate::exec::backend::testing::{assert_close, check_input_grad, numeric_grad, random};
+use crate::exec::backend::{read, ParamTensor, Tensor2};
+use crate::exec::graph::{Batch, Graph, Mode, Node, Objective};
+use crate::ir::plan::{Clock, Plan, StepRamp};
+
+/// A DyReLU layer as the graph holds it: branch tensors by index, phase-out `[a, b)` in steps.
+struct DyRelu {
+    fc1: (usize, usize),
+    fc2: (usize, usize),
+    c: usize,
+    hw: usize,
+    phase: (u64, u64),
+}
+
+impl DyRelu {
+    fn beta(&self, step: u64) -> f32 {
+        StepRamp { from: 1.0, to: 0.0, start: self.phase.0, end: self.phase.1 }.at(step)
+    }
+
+    fn forward<T: Tape<f32, Cpu>>(&self, x: Tensor2<T>, p: &[ParamTensor], step: u64) -> Tensor2<T> {
+        let fc1 = (p[self.fc1.0].matrix(), p[self.fc1.1].vector());
+        let fc2 = (p[self.fc2.0].matrix(), p[self.fc2.1].vector());
+        dyrelu(x, &DyReluParams { fc1, fc2, c: self.c, hw: self.hw }, self.beta(step))
+    }
+}
 
 const C: usize = 3;
 const HW: usize = 4;
@@ -96,7 +116,7 @@ fn the_coefficients_follow_the_dyrelu_normalisation() {
     let z = vec![1.5, 0.0, 0.0, 0.0];
     let x: Tensor2 = d.tensor_from_vec(vec![2.0], (1, 1));
     let y = read(&apply(x, d.tensor_from_vec(z, (1, 4)), 1, 1, 1.0));
-    let a1 = (2.0 * super::sigmoid(1.5) - 1.0) + 1.0;
+    let a1 = (2.0 * sigmoid(1.5) - 1.0) + 1.0;
     assert!((y[0] - 2.0 * a1).abs() < 1e-6);
     // b-coefficients are scaled by lambda = 0.5: a large logit on b2 gives b2 -> 0.5.
     let x: Tensor2 = d.tensor_from_vec(vec![-1.0], (1, 1));
@@ -208,19 +228,15 @@ const CLOCK: Clock = Clock { steps_per_epoch: 4, total_steps: 4 };
 
 /// Loss and every param's gradient of `plan`'s network with the given values, on a fixed batch.
 fn net_loss(plan: &Plan, values: &[Vec<f32>], step: u64) -> (f32, Vec<Vec<f32>>) {
-    let d = dev();
-    let mut net = Net::build(&plan.model, &plan.techniques, CLOCK, &d).unwrap();
-    for (t, v) in net.params.iter_mut().zip(values) {
-        t.copy_from(v);
-    }
-    let labels = [3, 7];
-    let x = d.tensor_from_vec(random(2 * 28 * 28, 5), (2, 28 * 28)).leaky_traced();
+    let mut net = Graph::build(&plan.model, CLOCK).unwrap();
+    net.load(&values.iter().map(|v| &v[..]).collect::<Vec<_>>());
+    let batch = Batch { images: random(2 * 28 * 28, 5), labels: vec![3, 7] };
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let logits = net.forward(x, &mut Mode { train: true, rng: &mut rng, step });
-    let (loss, _) = cross_entropy(logits, &labels, None);
-    let value = loss.array();
-    let mut grads: Grads = loss.backward();
-    (value, net.params.iter().map(|t| t.grad(&mut grads).unwrap().to_vec()).collect())
+    let mut mode = Mode { train: true, dropout: true, rng: &mut rng, step };
+    let mut g = vec![Vec::new(); values.len()];
+    let span = crate::diagnostics::Span::default();
+    let (value, _) = net.loss_and_grads(&batch, Objective::PLAIN, &mut mode, span, |i, v| g[i] = v.to_vec()).unwrap();
+    (value, g)
 }
 
 fn residual_convs(nodes: &[Node]) -> Vec<Vec<(usize, Option<usize>)>> {
@@ -243,7 +259,7 @@ fn residual_convs(nodes: &[Node]) -> Vec<Vec<(usize, Option<usize>)>> {
 #[test]
 fn shared_blocks_read_the_owners_storage() {
     let plan = compile("weight_sharing(from_block: 2)");
-    let net = Net::build(&plan.model, &plan.techniques, CLOCK, &dev()).unwrap();
+    let net = Graph::build(&plan.model, CLOCK).unwrap();
     let blocks = residual_convs(&net.nodes);
     assert_eq!(blocks.len(), 9);
     for stage in blocks.chunks(3) {

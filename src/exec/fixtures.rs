@@ -13,7 +13,17 @@ fn layer(name: &str, kind: LayerKind, input: Vec<usize>, output: Vec<usize>) -> 
 
 fn param(layer: &str, suffix: &str, kind: ParamKind, shape: Vec<usize>) -> Param {
     let masked = kind == ParamKind::Weight;
-    Param { name: format!("{layer}.{suffix}"), layer: layer.into(), kind, shape, masked, target: None, added_by: None }
+    let init = Init::default_for(kind);
+    Param {
+        name: format!("{layer}.{suffix}"),
+        layer: layer.into(),
+        kind,
+        shape,
+        masked,
+        target: None,
+        init,
+        added_by: None,
+    }
 }
 
 /// `flatten`, then `dense` layers with ReLU between them.

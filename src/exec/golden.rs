@@ -1,14 +1,12 @@
 //! Golden tests of the engine on tiny plans: loss trajectory, exact sparsity on schedule,
 //! mask invariants after every step, determinism, run outputs, and clean errors.
 
-use dfdx::prelude::{AsArray, Backward, Cpu, TensorFromVec, Trace};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::backend::testing::{assert_close, random};
 use super::fixtures::{blobs, mlp, plan, sgd_train, sparsity, temp_dir};
-use super::net::{Mode, Net};
-use super::ops::loss::cross_entropy;
-use super::ops::testing::{assert_close, random};
+use super::graph::{Batch, Graph, Mode, Objective};
 use super::train::Trainer;
 use super::{run, RunOptions};
 use crate::data::epoch_order;
@@ -171,6 +169,7 @@ fn conv_model() -> Model {
                     l("block.bn", bn, vec![5, 6, 6], vec![5, 6, 6]),
                 ],
                 shortcut: vec![l("block.short", conv(5, 1, 0), vec![4, 6, 6], vec![5, 6, 6])],
+                scale: None,
             },
             vec![4, 6, 6],
             vec![5, 6, 6],
@@ -180,13 +179,14 @@ fn conv_model() -> Model {
         l("gap", LayerKind::GlobalAvgPool, vec![5, 2, 2], vec![5]),
         l("fc", LayerKind::Dense { out: 3, bias: true }, vec![5], vec![3]),
     ];
-    let p = |name: &str, kind, shape: Vec<usize>| Param {
+    let p = |name: &str, kind: ParamKind, shape: Vec<usize>| Param {
         name: name.into(),
         layer: name.split('.').next().unwrap_or_default().into(),
         kind,
         shape,
         masked: false,
         target: None,
+        init: Init::default_for(kind),
         added_by: None,
     };
     let params = vec![
@@ -206,18 +206,14 @@ fn conv_model() -> Model {
 
 /// Loss of the whole conv/bn/residual/pool network, and every parameter's gradient.
 fn net_loss(model: &Model, values: &[Vec<f32>], x: &[f32], labels: &[usize]) -> (f32, Vec<Vec<f32>>) {
-    let dev = Cpu::default();
-    let mut net = Net::build(model, &[], crate::exec::Clock { steps_per_epoch: 1, total_steps: 1 }, &dev).unwrap();
-    for (t, v) in net.params.iter_mut().zip(values) {
-        t.copy_from(v);
-    }
+    let mut net = Graph::build(model, Clock { steps_per_epoch: 1, total_steps: 1 }).unwrap();
+    net.load(&values.iter().map(|v| &v[..]).collect::<Vec<_>>());
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let xt = dev.tensor_from_vec(x.to_vec(), (labels.len(), 72)).leaky_traced();
-    let logits = net.forward(xt, &mut Mode { train: true, rng: &mut rng, step: 0 });
-    let (loss, _) = cross_entropy(logits, labels, None);
-    let value = loss.array();
-    let mut grads = loss.backward();
-    let g = net.params.iter().map(|t| t.grad(&mut grads).unwrap().to_vec()).collect();
+    let mut mode = Mode { train: true, dropout: true, rng: &mut rng, step: 0 };
+    let batch = Batch { images: x.to_vec(), labels: labels.to_vec() };
+    let mut g = vec![Vec::new(); values.len()];
+    let (value, _) =
+        net.loss_and_grads(&batch, Objective::PLAIN, &mut mode, Span::default(), |i, v| g[i] = v.to_vec()).unwrap();
     (value, g)
 }
 
@@ -312,4 +308,53 @@ fn user_threshold_with_masked_ste_adamw_and_sigma_is_exact_on_schedule() {
     let first: f32 = tr.losses[..4].iter().sum();
     let last: f32 = tr.losses[tr.losses.len() - 4..].iter().sum();
     assert!(last < first, "loss {first} -> {last}");
+}
+
+/// The golden plans' exact behaviour at 1 and 2 threads: one line per run with the bits of every
+/// loss and the final metrics. Not asserted here (bits may differ on another CPU's kernels);
+/// `bench/behaviour.sh` records and compares it on one machine across a change.
+#[test]
+#[ignore = "a fingerprint for bench/behaviour.sh, not an assertion"]
+fn golden_fingerprint() {
+    let hard = golden_plan(Update::Hard);
+    let soft = golden_plan(Update::SoftThreshold {
+        ste: Ste::Dense,
+        rescale: true,
+        scope: Scope::Global,
+        sigma: false,
+        kernel: "soft_threshold".into(),
+    });
+    let mut user = golden_plan(Update::SoftThreshold {
+        ste: Ste::Masked,
+        rescale: true,
+        scope: Scope::Global,
+        sigma: true,
+        kernel: "half_shrink".into(),
+    });
+    user.kernels.push(half_shrink());
+    user.train.optimizer =
+        Optimizer::Adam { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, decoupled: true };
+    let mut conv_train = sgd_train(3, 8, 0.01);
+    conv_train.optimizer =
+        Optimizer::Adam { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, decoupled: true };
+    conv_train.lr = LrSchedule::Cosine { warmup: Time::Steps(3) };
+    let conv = plan(conv_model(), sparsity(0.0, Schedule::Constant, Update::Hard), conv_train);
+    let blob = blobs([1, 4, 4], 3, 192, 60, 1);
+    let conv_data = blobs([2, 6, 6], 3, 96, 30, 2);
+    for (name, p, data) in
+        [("hard", &hard, &blob), ("soft", &soft, &blob), ("user", &user, &blob), ("conv", &conv, &conv_data)]
+    {
+        for threads in [1, 2] {
+            let o = RunOptions { threads: Some(threads), ..opts(&format!("fingerprint-{name}")) };
+            let s = run(p, data, &o).unwrap();
+            let bits: Vec<String> = s.losses.iter().map(|l| format!("{:08x}", l.to_bits())).collect();
+            println!(
+                "golden {name} threads={threads} test_accuracy={} test_loss={} sparsity={} losses={}",
+                s.test_accuracy,
+                s.test_loss,
+                s.sparsity,
+                bits.join(",")
+            );
+        }
+    }
 }

@@ -1,117 +1,42 @@
-//! The JIT kernels of one run. In: the plan's optimizer and sparsity update rule. Out:
-//! [`StepKernels`], compiled once into one Cranelift module (its code is freed when the trainer
-//! drops them), and the calls that run them on a [`ParamBuf`]: the optimizer step, re-masking,
-//! and ST-3's effective weights.
+//! The JIT kernels of one run. In: the plan's [`StepPrograms`]. Out: [`StepKernels`], compiled
+//! once into one Cranelift module (its code is freed when the trainer drops them), and the calls
+//! that run them on a [`ParamBuf`]: the optimizer step, re-masking, and ST-3's effective weights.
 //!
-//! Every parameter's update is one fused kernel: `hard` for masked weights, under
-//! `soft_threshold` the raw-weight update (straight-through gradient, gated by `eff != 0` under
-//! `ste: masked`), and for dense parameters (biases, batch-norm, weights in `dense [...]`) the
-//! optimizer without a mask rather than `hard` with a ones mask (one array less to stream: 1.3x
-//! faster from 30,000 elements). Measured with `examples/bench_update.rs` against the plain loop
-//! it replaced: the loop is faster below ~1,000 elements by the kernel's call overhead (15-250 ns
-//! per call, noise against a step); from 30,000 up one thread is on par for SGD (0.9x) and
-//! faster for Adam (1.2x), and two threads give 1.6-2.4x from `kernels::PARALLEL_THRESHOLD`.
+//! Measured with `examples/bench_update.rs` against the plain loop the kernels replaced: the
+//! loop is faster below ~1,000 elements by the kernel's call overhead (15-250 ns per call, noise
+//! against a step); from 30,000 up one thread is on par for SGD (0.9x) and faster for Adam
+//! (1.2x), and two threads give 1.6-2.4x from `kernels::PARALLEL_THRESHOLD`. Dense parameters
+//! use the optimizer without a mask rather than `hard` with a ones mask (one array less to
+//! stream: 1.3x faster from 30,000 elements).
 
 use super::error::RunError;
 use super::params::ParamBuf;
 use crate::diagnostics::Span;
-use crate::ir::kernel::KernelDef;
-use crate::ir::plan::{self, Plan, Ste, Update};
-use crate::kernels::update::{
-    effective_program, masked_scaled_program, prelude, raw_update_program, remask_program, update_program,
-};
-use crate::kernels::{Kernel, KernelError, KernelModule, Optimizer, Program, UpdateKernel, UpdateRule};
+use crate::ir::plan::{self, Plan};
+use crate::kernels::step::{blame_span, optimizer, Step, StepPrograms};
+use crate::kernels::{Kernel, KernelError, KernelModule, UpdateKernel, UpdateRule};
 
 pub struct StepKernels {
-    /// Masked weights under `hard` (and under `soft_threshold` once frozen).
     hard: UpdateKernel,
-    /// Parameters without a mask.
-    dense: Kernel,
-    remask: Kernel,
-    soft: Option<SoftKernels>,
-}
-
-/// ST-3's kernels. Two passes, `raw` at the end of a step and `effective` at the start of the
-/// next, not the fused `UpdateRule::SoftThreshold` kernel: `tau` is a quantile of the raw
-/// weights *after* the update, unknown until `raw` has been written, and a fused pass with the
-/// previous step's `tau` would leave the realised sparsity off the schedule.
-struct SoftKernels {
-    /// The raw weights' optimizer step (`dense` itself under `ste: dense`).
-    raw: Kernel,
-    /// Reads `eff` (`ste: masked`).
-    gated: bool,
-    effective: Kernel,
-    masked_scaled: Kernel,
-}
-
-/// The kernel compiler's optimizer for the plan's.
-fn optimizer(o: &plan::Optimizer) -> Optimizer {
-    match *o {
-        plan::Optimizer::Sgd { nesterov, .. } => Optimizer::Sgd { nesterov },
-        plan::Optimizer::Adam { decoupled, .. } => Optimizer::Adam { decoupled_decay: decoupled },
-    }
-}
-
-/// The threshold kernel named by `update soft_threshold(kernel: NAME)`: the plan's definition,
-/// or the prelude's `soft_threshold` for plans built without their kernels (tests).
-fn threshold_def(plan: &Plan, name: &str) -> Result<KernelDef, RunError> {
-    if let Some(def) = plan.kernels.iter().find(|k| k.name == name) {
-        return Ok(def.clone());
-    }
-    if name == "soft_threshold" {
-        return Ok(prelude::soft_threshold());
-    }
-    let msg = format!("the threshold kernel `{name}` is not among the plan's kernels");
-    Err(RunError::Plan { msg, span: plan.sparsity.span })
-}
-
-/// The threshold kernel and whether the straight-through gradient is gated, under ST-3.
-fn soft_threshold(plan: &Plan) -> Result<Option<(KernelDef, bool)>, RunError> {
-    match &plan.sparsity.update {
-        Update::SoftThreshold { kernel, ste, .. } => Ok(Some((threshold_def(plan, kernel)?, *ste == Ste::Masked))),
-        _ => Ok(None),
-    }
-}
-
-/// The fused programs a run of `plan` compiles, in the order [`StepKernels::compile`] takes
-/// them: hard update, dense update, re-mask, then under ST-3 the effective-weight and
-/// masked-scale programs and (`ste: masked`) the gated raw update. `sprsc check --emit kernels`
-/// prints these.
-pub fn step_programs(plan: &Plan) -> Result<Vec<Result<Program, KernelError>>, RunError> {
-    let opt = optimizer(&plan.train.optimizer);
-    let adam = matches!(opt, Optimizer::Adam { .. });
-    let mut programs = vec![update_program(UpdateRule::Hard, opt, None), raw_update_program(opt, false)];
-    programs.push(remask_program(adam));
-    if let Some((def, gated)) = soft_threshold(plan)? {
-        programs.extend([effective_program(&def), masked_scaled_program()]);
-        if gated {
-            programs.push(raw_update_program(opt, true));
-        }
-    }
-    Ok(programs)
+    kernels: Step<Kernel>,
 }
 
 impl StepKernels {
     pub fn compile(plan: &Plan) -> Result<StepKernels, RunError> {
-        let soft = soft_threshold(plan)?;
-        // A failed compile is a bug, blamed on the user kernel when there is one.
-        let span = soft.as_ref().map_or(plan.sparsity.span, |(def, _)| def.span);
+        let programs = StepPrograms::for_plan(plan).map_err(|e| match e.missing {
+            true => RunError::Plan { msg: e.msg, span: e.span },
+            false => RunError::KernelCompile { msg: e.msg, span: e.span },
+        })?;
+        let span = blame_span(plan);
         let failed = |e: KernelError| RunError::KernelCompile { msg: e.to_string(), span };
-        let opt = optimizer(&plan.train.optimizer);
-        let programs = step_programs(plan)?.into_iter().collect::<Result<Vec<_>, _>>().map_err(failed)?;
-        let mut kernels = KernelModule::compile(programs).map_err(failed)?.into_kernels().into_iter();
-        let mut next = || kernels.next().ok_or_else(|| failed(KernelError::Host("a kernel is missing".into())));
-        let hard = UpdateKernel::from_kernel(UpdateRule::Hard, opt, None, next()?).map_err(failed)?;
-        let (dense, remask) = (next()?, next()?);
-        let soft = match soft {
-            Some((_, gated)) => {
-                let (effective, masked_scaled) = (next()?, next()?);
-                let raw = if gated { next()? } else { dense.clone() };
-                Some(SoftKernels { raw, gated, effective, masked_scaled })
-            }
-            None => None,
-        };
-        Ok(StepKernels { hard, dense, remask, soft })
+        let module = KernelModule::compile(programs.iter().cloned().collect()).map_err(failed)?;
+        let kernels = programs
+            .refill(module.into_kernels())
+            .ok_or_else(|| failed(KernelError::Host("a kernel is missing".into())))?;
+        let hard =
+            UpdateKernel::from_kernel(UpdateRule::Hard, optimizer(&plan.train.optimizer), None, kernels.hard.clone())
+                .map_err(failed)?;
+        Ok(StepKernels { hard, kernels })
     }
 
     /// One optimizer step of `p` with `scalars` from [`optimizer_scalars`]: the raw-weight update
@@ -122,18 +47,19 @@ impl StepKernels {
         if !m2.is_empty() {
             arrays.push(m2);
         }
-        match &self.soft {
-            Some(soft) if !eff.is_empty() => {
-                if soft.gated {
+        match &self.kernels.soft {
+            Some(soft) if !eff.is_empty() => match &soft.gated_raw {
+                Some(gated) => {
                     arrays.push(eff);
+                    gated.run(&mut arrays, scalars)
                 }
-                soft.raw.run(&mut arrays, scalars)
-            }
+                None => self.kernels.dense.run(&mut arrays, scalars),
+            },
             _ if !mask.is_empty() => {
                 arrays.push(mask);
                 self.hard.run(&mut arrays, scalars)
             }
-            _ => self.dense.run(&mut arrays, scalars),
+            _ => self.kernels.dense.run(&mut arrays, scalars),
         }
     }
 
@@ -145,7 +71,7 @@ impl StepKernels {
             arrays.push(m2);
         }
         arrays.push(mask);
-        self.remask.run(&mut arrays, &[])
+        self.kernels.remask.run(&mut arrays, &[])
     }
 
     /// `out = raw * mask * scale`, the values ST-3's `tau` is a quantile of.
@@ -167,9 +93,9 @@ impl StepKernels {
         }
     }
 
-    fn soft_kernels(&self) -> Result<&SoftKernels, KernelError> {
+    fn soft_kernels(&self) -> Result<&crate::kernels::step::SoftStep<Kernel>, KernelError> {
         let reason = "soft-threshold kernels were not compiled for a `hard` plan".to_string();
-        self.soft.as_ref().ok_or(KernelError::BadProgram { kernel: "effective".into(), reason })
+        self.kernels.soft.as_ref().ok_or(KernelError::BadProgram { kernel: "effective".into(), reason })
     }
 }
 

@@ -1,18 +1,17 @@
 //! Tests of the defining property of each mask method and sparsity schedule of issue 5, on
 //! tiny plans: ERK, EAST's cyclic density, SET / RigL, SNIP, GraSP, SynFlow and the lottery.
 
-use dfdx::prelude::{Backward, Cpu, TensorFromVec, Trace};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::fixtures::{blobs, mlp, plan, sgd_train, sparsity, temp_dir};
-use super::net::Mode;
-use super::ops::loss::cross_entropy;
+use super::graph::{Batch, Graph, Mode, Objective};
 use super::params;
-use super::prune::{grasp, Probe};
-use super::train::Trainer;
-use super::{run, Clock, RunOptions};
+use super::sparsity::scores::{grasp, Probe};
+use super::train::{Lottery, Trainer};
+use super::{run, RunOptions};
 use crate::data::{epoch_order, fill_batch, DataSet};
+use crate::diagnostics::Span;
 use crate::ir::plan::*;
 use crate::sparsity::mask::count_zeros;
 use crate::sparsity::{zeros_for, SparsitySchedule};
@@ -203,21 +202,15 @@ fn snip_keeps_the_largest_weight_times_gradient() {
     let o = opts("snip");
     let tr = Trainer::new(&p, &data, &o, 1).unwrap();
     // Independently: the gradient at the dense init, summed over the first two batches.
-    let init = params::init(&p.model.params, p.seed, false, false);
-    let dev = Cpu::default();
-    let mut net = super::net::Net::build(&p.model, &[], Clock { steps_per_epoch: 12, total_steps: 24 }, &dev).unwrap();
-    for (t, q) in net.params.iter_mut().zip(&init) {
-        t.copy_from(&q.raw);
-    }
+    let init = params::init(&p);
+    let mut net = Graph::build(&p.model, Clock { steps_per_epoch: 12, total_steps: 24 }).unwrap();
+    net.load(&init.iter().map(|q| &q.raw[..]).collect::<Vec<_>>());
     let mut g: Vec<Vec<f32>> = init.iter().map(|q| vec![0.0; q.raw.len()]).collect();
-    for (x, y) in first_batches(&data, 2) {
+    for (images, labels) in first_batches(&data, 2) {
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let xt = dev.tensor_from_vec(x, (16, 16)).leaky_traced();
-        let logits = net.forward(xt, &mut Mode { train: true, rng: &mut rng, step: 0 });
-        let mut grads = cross_entropy(logits, &y, None).0.backward();
-        for (acc, t) in g.iter_mut().zip(&net.params) {
-            acc.iter_mut().zip(t.grad(&mut grads).unwrap().iter()).for_each(|(a, b)| *a += b);
-        }
+        let mut mode = Mode { train: true, dropout: true, rng: &mut rng, step: 0 };
+        let add = |i: usize, gr: &[f32]| g[i].iter_mut().zip(gr).for_each(|(a, b)| *a += b);
+        net.loss_and_grads(&Batch { images, labels }, Objective::PLAIN, &mut mode, Span::default(), add).unwrap();
     }
     let (mut kept_min, mut cut_max) = (f32::INFINITY, 0.0f32);
     for i in masked(&tr) {
@@ -268,10 +261,9 @@ fn grasp_prunes_the_lowest_weight_times_hessian_gradient() {
     }
     let o = opts("grasp");
     let tr = Trainer::new(&p, &data, &o, 1).unwrap();
-    let init = params::init(&p.model.params, p.seed, false, false);
-    let dev = Cpu::default();
-    let mut net = super::net::Net::build(&p.model, &[], Clock { steps_per_epoch: 12, total_steps: 24 }, &dev).unwrap();
-    let mut probe = Probe { net: &mut net, dev: &dev, data: &data, batch: 16, seed: 0 };
+    let init = params::init(&p);
+    let mut net = Graph::build(&p.model, Clock { steps_per_epoch: 12, total_steps: 24 }).unwrap();
+    let mut probe = Probe { graph: &mut net, data: &data, batch: 16, seed: 0 };
     let scores = grasp(&mut probe, &init, 1, 2.0);
     let (mut kept_min, mut cut_max) = (f32::INFINITY, f32::NEG_INFINITY);
     for i in masked(&tr) {
@@ -287,7 +279,7 @@ fn grasp_prunes_the_lowest_weight_times_hessian_gradient() {
     assert!(scores.iter().flatten().any(|s| *s < 0.0) && scores.iter().flatten().any(|s| *s > 0.0));
     // Smaller step: same scores up to the difference error.
     let scale = scores.iter().flatten().map(|s| s.abs()).fold(0.0, f32::max);
-    let again = super::prune::grasp_with_step(&mut probe, &init, 1, 2.0, 0.002);
+    let again = super::sparsity::scores::grasp_with_step(&mut probe, &init, 1, 2.0, 0.002);
     for (a, b) in scores.iter().flatten().zip(again.iter().flatten()) {
         assert!((a - b).abs() <= 0.05 * scale, "{a} vs {b} (scale {scale})");
     }
@@ -307,10 +299,10 @@ fn lottery_rewinds_to_the_stored_weights_exactly() {
     }
     let mut tr = Trainer::new(&p, &data, &o, 1).unwrap();
     assert_eq!(zeros(&tr), 0, "round 1 trains the dense network");
-    (tr.round, tr.rewind_step) = (Some(1), 3);
+    tr.lottery = Some(Lottery { round: 1, rewind_step: 3, snapshot: None });
     tr.train_epochs().unwrap();
     assert_eq!(zeros(&tr), 0, "round 1 trained the dense network to the end");
-    let (stored, _) = tr.rewind_snapshot.clone().unwrap();
+    let (stored, _) = tr.lottery.as_ref().and_then(|l| l.snapshot.clone()).unwrap();
     for (w, q) in stored.iter().zip(&dense.params) {
         assert_eq!(w, &q.raw, "{}: stored at the rewind step", q.spec.name);
     }

@@ -1,35 +1,30 @@
-//! The training engine: runs a `Plan` on a loaded `DataSet` with dfdx CPU tensors.
-//! In: [`Plan`], [`DataSet`], [`RunOptions`]. Out: [`RunSummary`] plus the run directory.
-//! All dfdx use lives in this module; nothing outside it names a dfdx type.
+//! The training engine: runs a `Plan` on a loaded `DataSet`. In: [`Plan`], [`DataSet`],
+//! [`RunOptions`]. Out: [`RunSummary`] plus the run directory.
 //!
-//! Layout: `ops/` custom ops with backward passes, `net` the layer tree (`east` its EAST
-//! nodes: DyReLU-B and shared conv weights; `tost` its ToST nodes: ghost neurons and skips),
-//! `params` the engine-owned buffers, `jit` the run's compiled elementwise kernels (optimizer
-//! steps, re-masking, effective weights; `update` holds their plain references for tests),
-//! `sparsify` masks and thresholds per step, `prune` masks scored from the network (SNIP,
-//! GraSP, SynFlow), `lr` learning-rate schedules, `train` the loop (with lottery rounds),
-//! `gradinit` ToST's GradInit before the first step, `error` [`RunError`].
+//! Layers, from the bottom: `backend/` the tensor type and every op with its backward pass (all
+//! dfdx use lives there); `graph/` the network as nodes, its walker and the one way to run a
+//! batch; above it the training loop (`train/`) over named parts: `params` (buffers and
+//! initialisation), `optimizer`, `sparsity/` (initial masks, scores, update rules), `jit` (the
+//! run's compiled step kernels), `lr`, `techniques/` (run-time techniques: GradInit, label
+//! smoothing). Everything but [`run`], [`RunOptions`] and [`RunError`] is crate-internal.
 
-mod east;
+pub(crate) mod backend;
 pub mod error;
-mod finish;
-mod gradinit;
-pub mod jit;
-pub mod lr;
-pub mod net;
-pub mod ops;
-pub mod params;
-pub mod prune;
-pub mod sparsify;
-pub mod tost;
-mod train;
+pub(crate) mod graph;
+pub(crate) mod jit;
+pub(crate) mod lr;
+pub(crate) mod optimizer;
+pub(crate) mod params;
+pub(crate) mod sparsity;
+pub(crate) mod techniques;
+pub(crate) mod train;
 
 use std::path::PathBuf;
 
 pub use error::RunError;
 
 use crate::data::DataSet;
-use crate::ir::plan::{Plan, Time};
+use crate::ir::plan::Plan;
 use crate::report::RunSummary;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -46,10 +41,12 @@ pub struct RunOptions {
     pub max_eval: Option<usize>,
 }
 
-/// The run's independent random streams: ChaCha8 streams of the recipe's seed (the weights are
-/// drawn from stream 0, see `params::init`). One table, so no two uses share a stream.
+/// The run's independent random streams: ChaCha8 streams of the recipe's seed. Every draw of a
+/// run goes through this table, so no two uses share a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
+    /// Initial weights (`params::init`).
+    Weights = 0,
     /// Random initial masks.
     Masks = 1,
     /// Crop and flip of training batches.
@@ -59,6 +56,8 @@ pub enum Stream {
     GradInit = 4,
     /// SET's random regrowth.
     Regrowth = 5,
+    /// Dropout while scoring the network for SNIP and GraSP.
+    Scoring = 6,
 }
 
 impl Stream {
@@ -67,19 +66,6 @@ impl Stream {
         let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         r.set_stream(self as u64);
         r
-    }
-}
-
-/// Training time of one run: resolves the plan's symbolic [`Time`]s to steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Clock {
-    pub steps_per_epoch: u64,
-    pub total_steps: u64,
-}
-
-impl Clock {
-    pub fn at(&self, t: Time) -> u64 {
-        t.to_steps(self.steps_per_epoch, self.total_steps)
     }
 }
 
@@ -95,6 +81,8 @@ pub fn run(plan: &Plan, data: &DataSet, opts: &RunOptions) -> Result<RunSummary,
     pool.install(|| train::Trainer::new(plan, data, opts, threads)?.run())
 }
 
+#[cfg(test)]
+mod east_tests;
 #[cfg(test)]
 mod fixtures;
 #[cfg(test)]

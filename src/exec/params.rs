@@ -1,17 +1,16 @@
 //! Engine-owned parameter buffers: raw weights, masks, effective weights, gradients and
 //! optimizer state as plain `Vec<f32>`s. In: the plan's params and seed. Out: [`ParamBuf`]s
-//! initialised deterministically (Kaiming normal for weights, uniform [0, 1) for sharing
-//! scales, zeros/ones for the rest).
+//! initialised deterministically from each param's `Init`, in plan order from one stream.
 
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::ir::plan::{Param, ParamKind};
+use super::Stream;
+use crate::ir::plan::{Init, Optimizer, Param, ParamKind, Plan, Update};
 
 pub struct ParamBuf {
     pub spec: Param,
-    /// Output channels (rows) and elements per row; vectors are one row.
-    pub rows: usize,
+    /// Elements per output channel (row); vectors are one row.
     pub cols: usize,
     /// The trained weights; under `hard` they are kept on the mask (and are the effective ones).
     pub raw: Vec<f32>,
@@ -49,29 +48,34 @@ fn normal(rng: &mut ChaCha8Rng) -> f32 {
     ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
 }
 
-/// Buffers for every param, weights drawn in plan order from one ChaCha8 stream.
-pub fn init(params: &[Param], seed: u64, soft: bool, adam: bool) -> Vec<ParamBuf> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+/// Buffers for every param of `plan`, with the optimizer state and (under soft thresholding)
+/// effective weights its update rule needs.
+pub fn init(plan: &Plan) -> Vec<ParamBuf> {
+    let soft = matches!(plan.sparsity.update, Update::SoftThreshold { .. });
+    let adam = matches!(plan.train.optimizer, Optimizer::Adam { .. });
+    buffers(&plan.model.params, plan.seed, soft, adam)
+}
+
+/// Buffers for `params`, drawn in order from the weights' stream.
+pub fn buffers(params: &[Param], seed: u64, soft: bool, adam: bool) -> Vec<ParamBuf> {
+    let mut rng = Stream::Weights.rng(seed);
     params
         .iter()
         .map(|p| {
             let n = p.numel();
             let rows = if p.kind == ParamKind::Weight { p.shape[0].max(1) } else { 1 };
-            let raw = match p.kind {
-                ParamKind::Weight => {
-                    // Kaiming normal, fan_in mode, ReLU gain: std = sqrt(2 / fan_in).
+            let raw = match p.init {
+                // Kaiming normal, fan_in mode, ReLU gain: std = sqrt(2 / fan_in).
+                Init::KaimingNormal => {
                     let std = (2.0 / (n / rows).max(1) as f32).sqrt();
                     (0..n).map(|_| normal(&mut rng) * std).collect()
                 }
-                ParamKind::BnScale => vec![1.0; n],
-                // ES2 initialises the weight-sharing scales uniform in [0, 1).
-                ParamKind::Scale => (0..n).map(|_| rng.gen::<f32>()).collect(),
-                ParamKind::Bias | ParamKind::BnShift => vec![0.0; n],
+                Init::Uniform01 => (0..n).map(|_| rng.gen::<f32>()).collect(),
+                Init::Const(c) => vec![c as f32; n],
             };
             let soft_here = soft && p.masked;
             ParamBuf {
                 spec: p.clone(),
-                rows,
                 cols: n / rows,
                 eff: if soft_here { raw.clone() } else { Vec::new() },
                 raw,
@@ -98,6 +102,7 @@ mod tests {
             shape,
             masked: kind == ParamKind::Weight,
             target: None,
+            init: Init::default_for(kind),
             added_by: None,
         }
     }
@@ -109,12 +114,12 @@ mod tests {
             param(ParamKind::Bias, vec![200]),
             param(ParamKind::BnScale, vec![4]),
         ];
-        let a = init(&ps, 7, false, false);
-        let b = init(&ps, 7, false, false);
+        let a = buffers(&ps, 7, false, false);
+        let b = buffers(&ps, 7, false, false);
         assert_eq!(a[0].raw, b[0].raw);
         let var = a[0].raw.iter().map(|w| w * w).sum::<f32>() / a[0].raw.len() as f32;
         assert!((var - 2.0 / 450.0).abs() < 2.0 / 450.0 * 0.05, "variance {var}");
-        assert_eq!((a[0].rows, a[0].cols), (200, 450));
+        assert_eq!(a[0].cols, 450);
         assert!(a[1].raw.iter().all(|v| *v == 0.0) && a[1].mask.is_empty());
         assert_eq!(a[2].raw, vec![1.0; 4]);
     }

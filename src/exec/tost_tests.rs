@@ -5,18 +5,18 @@ use dfdx::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::backend::act::{act, blend};
+use super::backend::read;
+use super::backend::testing::{assert_close, check_input_grad, random};
 use super::fixtures::temp_dir;
-use super::gradinit::{Batch, Eval, Settings};
-use super::net::{Mode, Net, Node};
-use super::ops::act::act;
-use super::ops::read;
-use super::ops::testing::{assert_close, check_input_grad, random};
+use super::graph::Batch;
+use super::graph::{Graph, Mode, Node};
 use super::params;
-use super::tost::{ghost_act, Blend, Fade};
+use super::techniques::gradinit::{Eval, Settings};
 use super::train::Trainer;
-use super::{Clock, RunOptions};
+use super::RunOptions;
 use crate::data::DataSet;
-use crate::ir::plan::{Activation, Plan, Technique};
+use crate::ir::plan::{Activation, AddedBy, Clock, Plan, StepRamp, Technique};
 
 const TINY: &str = r#"
 recipe tiny {
@@ -80,25 +80,24 @@ fn data(plan: &Plan) -> DataSet {
 const CLOCK: Clock = Clock { steps_per_epoch: 6, total_steps: 6 };
 
 /// A net of `plan` with its params set to the plan's initial values (ghost weights to 0.3).
-fn net(plan: &Plan) -> Net {
-    let mut net = Net::build(&plan.model, &plan.techniques, CLOCK, &Cpu::default()).unwrap();
-    for (t, b) in net.params.iter_mut().zip(params::init(&plan.model.params, 1, false, false)) {
-        let values =
-            if b.spec.added_by.is_some() && !b.spec.name.contains("_bn") { vec![0.3; b.raw.len()] } else { b.raw };
-        t.copy_from(&values);
-    }
+fn net(plan: &Plan) -> Graph {
+    let mut net = Graph::build(&plan.model, CLOCK).unwrap();
+    let values: Vec<Vec<f32>> = params::buffers(&plan.model.params, 1, false, false)
+        .into_iter()
+        .map(|b| if b.spec.added_by.is_some() && !b.spec.name.contains("_bn") { vec![0.3; b.raw.len()] } else { b.raw })
+        .collect();
+    net.load(&values.iter().map(|v| &v[..]).collect::<Vec<_>>());
     net
 }
 
-fn forward(net: &mut Net, step: u64, train: bool) -> Vec<f32> {
-    let x: Tensor<(usize, usize), f32, Cpu> = Cpu::default().tensor_from_vec(random(8 * 784, 5), (8, 784));
+fn forward(net: &mut Graph, step: u64, train: bool) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    read(&net.forward(x, &mut Mode { train, rng: &mut rng, step }))
+    net.logits(&random(8 * 784, 5), 8, &mut Mode { train, dropout: true, rng: &mut rng, step })
 }
 
 #[test]
 fn ghost_activation_is_soft_then_blended_then_exactly_relu() {
-    let blend = Blend { start: 10, end: 20 };
+    let ramp = StepRamp { from: 0.0, to: 1.0, start: 10, end: 20 };
     let x = random(64, 3).iter().map(|v| v * 4.0).collect::<Vec<_>>();
     let dev = Cpu::default();
     let t = |v: &Vec<f32>| -> Tensor<(usize, usize), f32, Cpu> { dev.tensor_from_vec(v.clone(), (8, 8)) };
@@ -106,7 +105,7 @@ fn ghost_activation_is_soft_then_blended_then_exactly_relu() {
         let relu = read(&t(&x).relu());
         let s = read(&act(t(&x), soft));
         for step in 0..30 {
-            let y = read(&ghost_act(t(&x), soft, blend.relu_weight(step)));
+            let y = read(&blend(t(&x), soft, Activation::Relu, ramp.at(step)));
             if step < 10 {
                 assert_eq!(y, s, "{soft:?} step {step}: the soft activation");
             } else if step >= 20 {
@@ -117,23 +116,25 @@ fn ghost_activation_is_soft_then_blended_then_exactly_relu() {
                 assert_close(&y, &want, 1e-6);
             }
         }
-        let (an, nu) = check_input_grad(&x, (8, 8), |x| ghost_act(x, soft, 0.3), |x| ghost_act(x, soft, 0.3));
+        let relu = Activation::Relu;
+        let (an, nu) = check_input_grad(&x, (8, 8), |x| blend(x, soft, relu, 0.3), |x| blend(x, soft, relu, 0.3));
         assert_close(&an, &nu, 1e-2);
     }
 }
 
 #[test]
-fn blend_and_fade_factors_follow_their_formulas_at_every_step() {
-    let (blend, fade) = (Blend { start: 7, end: 12 }, Fade { start: 3, end: 11 });
+fn blend_and_fade_ramps_follow_their_formulas_at_every_step() {
+    let blend = StepRamp { from: 0.0, to: 1.0, start: 7, end: 12 };
+    let fade = StepRamp { from: 1.0, to: 0.0, start: 3, end: 11 };
     for step in 0..20u64 {
         let t = ((step as f32 - 7.0) / 5.0).clamp(0.0, 1.0);
-        assert_eq!(blend.relu_weight(step), t, "blend at {step}");
+        assert_eq!(blend.at(step), t, "blend at {step}");
         let f = ((11.0 - step as f32) / 8.0).clamp(0.0, 1.0);
-        assert_eq!(fade.factor(step), f, "fade at {step}");
+        assert!((fade.at(step) - f).abs() <= f32::EPSILON, "fade at {step}");
     }
     // A zero-length window switches at once.
-    assert_eq!((Blend { start: 4, end: 4 }.relu_weight(3), Blend { start: 4, end: 4 }.relu_weight(4)), (0.0, 1.0));
-    assert_eq!((Fade { start: 4, end: 4 }.factor(3), Fade { start: 4, end: 4 }.factor(4)), (1.0, 0.0));
+    let (b, f) = (StepRamp { start: 4, end: 4, ..blend }, StepRamp { start: 4, end: 4, ..fade });
+    assert_eq!((b.at(3), b.at(4), f.at(3), f.at(4)), (0.0, 1.0, 1.0, 0.0));
 }
 
 #[test]
@@ -145,11 +146,11 @@ fn ghost_neurons_replace_every_relu_and_the_network_ends_as_plain_relu() {
         for n in nodes {
             match n {
                 Node::Act(Activation::Relu) => *relu += 1,
-                Node::Ghost { soft: Activation::Mish, blend } => {
-                    assert_eq!(*blend, Blend { start: 2, end: 5 });
+                Node::ActBlend { from: Activation::Mish, to: Activation::Relu, ramp } => {
+                    assert_eq!(*ramp, StepRamp { from: 0.0, to: 1.0, start: 2, end: 5 });
                     *ghost += 1
                 }
-                Node::Residual { body, shortcut } => {
+                Node::Residual { body, shortcut, .. } => {
                     count(body, relu, ghost);
                     count(shortcut, relu, ghost);
                 }
@@ -181,7 +182,7 @@ fn ghost_skip_lowers_dense_added_params() {
     assert_eq!(added.len(), 12);
     assert_eq!(added[0], ("res1.ghost1.weight", vec![4, 4, 1, 1]));
     assert_eq!(added[9], ("res2.ghost2.weight", vec![6, 6, 1, 1]));
-    assert!(plan.model.params[n..].iter().all(|p| !p.masked && p.added_by == Some("ghost_skip")));
+    assert!(plan.model.params[n..].iter().all(|p| !p.masked && p.added_by == Some(AddedBy::GhostSkip)));
 }
 
 #[test]
@@ -189,7 +190,7 @@ fn ghost_skip_branches_fade_and_are_gone_after_the_window() {
     let plain = tiny("");
     let ghost = tiny("techniques { ghost_skip(init: 1e-4, fade: 1 steps .. 4 steps) }");
     let (mut a, mut b) = (net(&plain), net(&ghost));
-    let branch_stats = |n: &Net| -> Vec<Vec<f32>> {
+    let branch_stats = |n: &Graph| -> Vec<Vec<f32>> {
         n.bn.iter().filter(|(name, _)| name.contains("ghost")).map(|(_, s)| s.mean.clone()).collect()
     };
     assert_eq!(branch_stats(&b).len(), 4);
@@ -221,7 +222,7 @@ fn ghost_skip_branches_are_initialised_and_trained() {
     let plan = tiny("techniques { ghost_skip(init: 1e-4, fade: 1 steps .. 4 steps) }");
     let (d, o) = (data(&plan), opts("ghost-skip-train"));
     let mut tr = trainer(&plan, &d, &o);
-    tr.init_techniques().unwrap();
+    super::techniques::before_training(&mut tr).unwrap();
     let ghosts: Vec<usize> = (0..tr.params.len()).filter(|&i| tr.params[i].spec.added_by.is_some()).collect();
     for &i in &ghosts {
         let p = &tr.params[i];

@@ -175,10 +175,10 @@ mod tests {
 #[cfg(test)]
 mod jit {
     use super::*;
+    use crate::exec::backend::testing::random;
     use crate::exec::fixtures::{mlp, plan, sgd_train, sparsity};
     use crate::exec::jit::{optimizer_scalars, StepKernels};
-    use crate::exec::ops::testing::random;
-    use crate::exec::params::{init, ParamBuf};
+    use crate::exec::params::{buffers as init, ParamBuf};
     use crate::ir::kernel::{BinOp, KExpr, KernelDef, UnOp};
     use crate::ir::plan::{self, Param, ParamKind, Plan, Schedule, Scope, Update};
     use crate::sparsity::threshold::soft_threshold;
@@ -222,6 +222,7 @@ mod jit {
             shape: vec![ROWS, COLS],
             masked,
             target: None,
+            init: crate::ir::plan::Init::default_for(kind),
             added_by: None,
         };
         let mut p = init(&[spec], seed, soft, adam).remove(0);

@@ -1,9 +1,9 @@
 //! The IR: the training plan (`plan`), kernel expressions (`kernel`), sweeps, and their stable
 //! text form for `sprsc check --emit ir`. In: checked recipes. Out: `Plan`s for the engine.
 
-pub mod east;
 pub mod kernel;
 pub mod lower;
+pub mod passes;
 pub mod plan;
 mod print;
 

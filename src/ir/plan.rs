@@ -43,6 +43,73 @@ impl Time {
     }
 }
 
+/// One run's training time: resolves [`Time`]s to steps once the data (and so the number of
+/// steps per epoch) is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    pub steps_per_epoch: u64,
+    pub total_steps: u64,
+}
+
+impl Clock {
+    pub fn at(&self, t: Time) -> u64 {
+        t.to_steps(self.steps_per_epoch, self.total_steps)
+    }
+}
+
+/// A value that moves linearly from `from` to `to` over a window of training: `from` up to
+/// `start`, `to` from `end` on. Ghost neurons' blend (0 -> 1), ghost skips' fade (1 -> 0) and
+/// DyReLU's phase-out (1 -> 0) are ramps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ramp {
+    pub from: f64,
+    pub to: f64,
+    pub start: Time,
+    pub end: RampEnd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RampEnd {
+    At(Time),
+    /// This long after `start`.
+    After(Time),
+}
+
+impl Ramp {
+    /// The window in steps.
+    pub fn steps(&self, clock: Clock) -> StepRamp {
+        let start = clock.at(self.start);
+        let end = match self.end {
+            RampEnd::At(t) => clock.at(t),
+            RampEnd::After(len) => start + clock.at(len),
+        };
+        StepRamp { from: self.from as f32, to: self.to as f32, start, end }
+    }
+}
+
+/// A [`Ramp`] resolved to steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepRamp {
+    pub from: f32,
+    pub to: f32,
+    pub start: u64,
+    pub end: u64,
+}
+
+impl StepRamp {
+    /// The value at `step`: `from` up to `start`, `to` from `end`, linear in between.
+    pub fn at(&self, step: u64) -> f32 {
+        if step >= self.end {
+            self.to
+        } else if step <= self.start {
+            self.from
+        } else {
+            let t = (step - self.start) as f32 / (self.end - self.start) as f32;
+            self.from + (self.to - self.from) * t
+        }
+    }
+}
+
 // ---------------------------------------------------------------- data
 
 #[derive(Debug, Clone, PartialEq)]
@@ -140,6 +207,14 @@ pub struct SharedWeight {
 /// Activation shape after a layer: `[c, h, w]` for images, `[n]` after flatten/dense.
 pub type Shape = Vec<usize>;
 
+/// `(c, h, w)` of an activation shape; `[n]` counts as `n` channels of 1x1.
+pub fn chw(shape: &[usize]) -> (usize, usize, usize) {
+    match shape {
+        [c, h, w] => (*c, *h, *w),
+        _ => (shape.iter().product(), 1, 1),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layer {
     /// Unique name (`conv1`, `fc2`, `stage1.block0.conv2`, or `name:`); selectors match it.
@@ -192,11 +267,33 @@ pub enum LayerKind {
     Dropout {
         p: f64,
     },
-    /// `out = body(x) + shortcut(x)`; an empty shortcut is the identity.
+    /// `out = body(x) + scale * shortcut(x)`; an empty shortcut is the identity. A `scale` ramp
+    /// (ToST's ghost skips) multiplies the shortcut; where it is 0 the shortcut is not run.
     Residual {
         body: Vec<Layer>,
         shortcut: Vec<Layer>,
+        scale: Option<Ramp>,
     },
+    /// `(1 - t) from(x) + t to(x)`, `t` following `ramp` from 0 to 1 (ToST's ghost neurons).
+    ActBlend {
+        from: Activation,
+        to: Activation,
+        ramp: Ramp,
+    },
+    /// DyReLU-B (EAST): `max(a1 x + b1, a2 x + b2)` per example and channel, the coefficients from
+    /// a squeeze branch (params `NAME.dyrelu.fc1/fc2.weight/bias`); its output is blended into
+    /// ReLU by `phase_out` (its weight, 1 -> 0), and is exactly ReLU where that is 0.
+    DyRelu {
+        reduction: usize,
+        phase_out: Ramp,
+    },
+}
+
+impl LayerKind {
+    /// An activation function, plain or as a technique lowered it (blend, DyReLU).
+    pub fn is_activation(&self) -> bool {
+        matches!(self, LayerKind::Act(_) | LayerKind::ActBlend { .. } | LayerKind::DyRelu { .. })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +304,50 @@ pub enum ParamKind {
     BnShift,
     /// A learnable scalar multiplier (weight sharing), shape `[1]`.
     Scale,
+}
+
+/// How a tensor's initial values are drawn (in plan order, from one random stream).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// Normal with std `sqrt(2 / fan_in)` (fan-in mode, ReLU gain).
+    KaimingNormal,
+    /// Uniform in [0, 1) (ES2's weight-sharing scales).
+    Uniform01,
+    /// Every value `c` (draws nothing).
+    Const(f64),
+}
+
+impl Init {
+    /// The default for a tensor of kind `kind`.
+    pub fn default_for(kind: ParamKind) -> Init {
+        match kind {
+            ParamKind::Weight => Init::KaimingNormal,
+            ParamKind::Scale => Init::Uniform01,
+            ParamKind::BnScale => Init::Const(1.0),
+            ParamKind::Bias | ParamKind::BnShift => Init::Const(0.0),
+        }
+    }
+}
+
+/// The technique that added a tensor to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddedBy {
+    GhostSkip,
+    DyRelu,
+    WeightSharing,
+}
+
+impl AddedBy {
+    pub const ALL: [AddedBy; 3] = [AddedBy::GhostSkip, AddedBy::DyRelu, AddedBy::WeightSharing];
+
+    /// The technique's name in the language.
+    pub fn name(self) -> &'static str {
+        match self {
+            AddedBy::GhostSkip => "ghost_skip",
+            AddedBy::DyRelu => "dyrelu",
+            AddedBy::WeightSharing => "weight_sharing",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -222,9 +363,10 @@ pub struct Param {
     /// Final sparsity of this tensor when known at plan time (uniform, erk, overrides);
     /// `None` under `global`, where the engine finds it from magnitudes.
     pub target: Option<f64>,
-    /// The technique that added this tensor (`ghost_skip`, `dyrelu`, `weight_sharing`);
-    /// `None` for the model's own. Added tensors are never masked.
-    pub added_by: Option<&'static str>,
+    pub init: Init,
+    /// The technique that added this tensor; `None` for the model's own. Added tensors are
+    /// never masked.
+    pub added_by: Option<AddedBy>,
 }
 
 impl Param {

@@ -36,10 +36,25 @@ fn layer_kind(k: &LayerKind) -> String {
         LayerKind::AvgPool { size, stride } => format!("avgpool {size} stride: {stride}"),
         LayerKind::GlobalAvgPool => "global_avgpool".into(),
         LayerKind::BatchNorm { eps, momentum } => format!("batchnorm eps: {eps} momentum: {momentum}"),
-        LayerKind::Act(a) => format!("{a:?}").to_lowercase(),
+        LayerKind::Act(a) => name(*a),
         LayerKind::Flatten => "flatten".into(),
         LayerKind::Dropout { p } => format!("dropout {p}"),
         LayerKind::Residual { .. } => "residual".into(),
+        LayerKind::ActBlend { from, to, ramp } => format!("blend {} -> {} weight {ramp}", name(*from), name(*to)),
+        LayerKind::DyRelu { reduction, phase_out } => format!("dyrelu reduction: {reduction} weight {phase_out}"),
+    }
+}
+
+fn name(a: Activation) -> String {
+    format!("{a:?}").to_lowercase()
+}
+
+impl Display for Ramp {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self.end {
+            RampEnd::At(end) => write!(f, "{} -> {} over {} .. {end}", self.from, self.to, self.start),
+            RampEnd::After(len) => write!(f, "{} -> {} over {} .. +{len}", self.from, self.to, self.start),
+        }
     }
 }
 
@@ -47,10 +62,11 @@ fn layers(out: &mut String, ls: &[Layer], depth: usize) -> fmt::Result {
     for l in ls {
         let pad = "  ".repeat(depth);
         writeln!(out, "{pad}{:<24} {:<44} {} -> {}", l.name, layer_kind(&l.kind), shape(&l.input), shape(&l.output))?;
-        if let LayerKind::Residual { body, shortcut } = &l.kind {
+        if let LayerKind::Residual { body, shortcut, scale } = &l.kind {
             writeln!(out, "{pad}  body")?;
             layers(out, body, depth + 2)?;
-            writeln!(out, "{pad}  shortcut{}", if shortcut.is_empty() { " identity" } else { "" })?;
+            let scale = scale.map_or(String::new(), |r| format!(" times {r}, not run at 0"));
+            writeln!(out, "{pad}  shortcut{}{scale}", if shortcut.is_empty() { " identity" } else { "" })?;
             layers(out, shortcut, depth + 2)?;
         }
     }
@@ -251,12 +267,21 @@ impl Display for Plan {
         writeln!(s, "  params {} tensors, {total} values, {masked} masked", m.params.len())?;
         for p in &m.params {
             let how = match (p.masked, p.target) {
-                (false, _) if p.added_by.is_some() => format!("dense, added by {}", p.added_by.unwrap_or_default()),
+                (false, _) if p.added_by.is_some() => {
+                    format!("dense, added by {}", p.added_by.map_or("", AddedBy::name))
+                }
                 (false, _) => "dense".to_string(),
                 (true, Some(t)) => format!("masked target {}", pct(t)),
                 (true, None) => "masked target global".to_string(),
             };
-            writeln!(s, "    {:<32} {:<16} {how}", p.name, shape(&p.shape))?;
+            // Only an init other than the kind's default is printed (ghost skip branches).
+            let init = match p.init {
+                i if i == Init::default_for(p.kind) => String::new(),
+                Init::Const(c) => format!(", init {c}"),
+                Init::KaimingNormal => ", init kaiming_normal".into(),
+                Init::Uniform01 => ", init uniform(0, 1)".into(),
+            };
+            writeln!(s, "    {:<32} {:<16} {how}{init}", p.name, shape(&p.shape))?;
         }
         shared(&mut s, self)?;
         let sp = &self.sparsity;

@@ -11,6 +11,7 @@ mod error;
 pub mod interp;
 mod native;
 pub mod program;
+pub mod step;
 pub mod topk;
 pub mod update;
 

@@ -20,9 +20,12 @@ fn walk(layers: &[Layer], density: &dyn Fn(&str) -> f64, acc: &mut (f64, f64)) {
                 let c = l.input.first().copied().unwrap_or(1) / groups;
                 (l.output.iter().product::<usize>() * c * kernel * kernel) as f64
             }
-            LayerKind::Residual { body, shortcut } => {
+            LayerKind::Residual { body, shortcut, scale } => {
                 walk(body, density, acc);
-                walk(shortcut, density, acc);
+                // A shortcut that fades to nothing (ghost skips) is not part of the trained model.
+                if scale.is_none_or(|r| r.to != 0.0) {
+                    walk(shortcut, density, acc);
+                }
                 continue;
             }
             _ => continue,

@@ -27,17 +27,16 @@
 //! theirs); batchnorm uses batch statistics and its running statistics are restored after;
 //! dropout is off (their `net.eval()`).
 
-use dfdx::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::error::RunError;
-use super::net::{Mode, Node};
-use super::ops::loss::cross_entropy;
-use super::train::Trainer;
-use crate::data::{epoch_order, fill_batch, DataSet};
+use crate::data::{epoch_order, DataSet};
 use crate::diagnostics::Span;
-use crate::ir::plan::{ParamKind, Technique};
+use crate::exec::error::RunError;
+use crate::exec::graph::{Batch, Mode, Objective};
+use crate::exec::train::Trainer;
+use crate::exec::Stream;
+use crate::ir::plan::ParamKind;
 
 /// GradInit's hyper-parameters; the recipe sets the first four, ToST's README the rest.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,19 +49,6 @@ pub struct Settings {
     pub gamma: f32,
     /// Per-scale gradient clipping (`--gradinit-grad-clip 1`).
     pub grad_clip: f32,
-}
-
-/// Training examples and labels of one GradInit batch.
-#[derive(Debug, Clone, Default)]
-pub struct Batch {
-    pub images: Vec<f32>,
-    pub labels: Vec<usize>,
-}
-
-impl Batch {
-    fn concat(a: &Batch, b: &Batch) -> Batch {
-        Batch { images: [&a.images[..], &b.images].concat(), labels: [&a.labels[..], &b.labels].concat() }
-    }
 }
 
 /// What one iteration computes at the current scales.
@@ -182,55 +168,16 @@ impl Batches<'_> {
         }
         let idx = &self.order[self.pos..self.pos + self.batch];
         self.pos += self.batch;
-        let n: usize = self.data.shape.iter().product();
-        let mut b = Batch { images: vec![0.0; idx.len() * n], labels: vec![0; idx.len()] };
-        fill_batch(&self.data.train, self.data.shape, idx, &self.augment, &mut self.rng, &mut b.images, &mut b.labels);
-        b
-    }
-}
-
-/// Dropout off everywhere (GradInit runs the network as ToST's `net.eval()` with batch
-/// statistics).
-fn without_dropout(nodes: &mut [Node]) {
-    for n in nodes {
-        match n {
-            Node::Dropout(rate) => *rate = 0.0,
-            Node::Residual { body, shortcut } => {
-                without_dropout(body);
-                without_dropout(shortcut);
-            }
-            Node::GhostSkip(b) => {
-                for list in [&mut b.head, &mut b.act, &mut b.tail, &mut b.shortcut] {
-                    without_dropout(list);
-                }
-            }
-            _ => {}
-        }
+        Batch::fill(&self.data.train, self.data.shape, idx, &self.augment, &mut self.rng)
     }
 }
 
 impl Trainer<'_> {
-    /// Runs the plan's `gradinit`, if any, and folds the scales into the weights.
-    pub(super) fn gradinit(&mut self) -> Result<(), RunError> {
-        let Some((s, span)) = self.plan.techniques.iter().find_map(|t| match t {
-            Technique::GradInit { iters, lr, eta, min_scale, span } => Some((
-                Settings {
-                    iters: *iters,
-                    lr: *lr as f32,
-                    eta: *eta as f32,
-                    min_scale: *min_scale as f32,
-                    gamma: 1.0,
-                    grad_clip: 1.0,
-                },
-                *span,
-            )),
-            _ => None,
-        }) else {
-            return Ok(());
-        };
+    /// Runs GradInit with settings `s` and folds the scales into the weights.
+    pub(crate) fn gradinit(&mut self, s: Settings, span: Span) -> Result<(), RunError> {
         // A run cut short (`max_steps`, tests) cuts GradInit as short.
         let s = Settings { iters: self.opts.max_steps.map_or(s.iters, |m| s.iters.min(m as usize)), ..s };
-        let rng = super::Stream::GradInit.rng(self.plan.seed);
+        let rng = Stream::GradInit.rng(self.plan.seed);
         let mut batches = Batches {
             data: self.data,
             batch: self.plan.train.batch,
@@ -257,7 +204,7 @@ impl Trainer<'_> {
     }
 
     /// GradInit with batches from `next`; returns its log after folding the scales in.
-    pub(super) fn gradinit_with(
+    pub(crate) fn gradinit_with(
         &mut self,
         s: Settings,
         span: Span,
@@ -265,11 +212,9 @@ impl Trainer<'_> {
     ) -> Result<Log, RunError> {
         // Masks and effective weights of step 0; folding keeps them (a scale per tensor).
         self.load_weights()?;
-        let (saved_nodes, saved_bn) = (self.net.nodes.clone(), self.net.bn.clone());
-        without_dropout(&mut self.net.nodes);
+        let saved_bn = self.graph.bn.clone();
         let result = self.learn_scales(s, span, next);
-        self.net.nodes = saved_nodes;
-        self.net.bn = saved_bn;
+        self.graph.bn = saved_bn;
         let log = result?;
         for (p, a) in self.params.iter_mut().zip(&log.scales) {
             p.raw.iter_mut().for_each(|w| *w *= a);
@@ -304,7 +249,7 @@ impl Trainer<'_> {
 
     /// One GradInit evaluation at scales `alpha` over the initial tensors `w0` (see the module
     /// header for the formulas).
-    pub(super) fn gradinit_eval(
+    pub(crate) fn gradinit_eval(
         &mut self,
         w0: &[Vec<f32>],
         alpha: &[f32],
@@ -376,23 +321,16 @@ impl Trainer<'_> {
         batch: &Batch,
         span: Span,
     ) -> Result<(f32, Vec<Vec<f32>>), RunError> {
-        for (t, values) in self.net.params.iter_mut().zip(theta) {
-            t.copy_from(values);
-        }
-        let b = batch.labels.len();
-        let x = self.dev.tensor_from_vec(batch.images.clone(), (b, batch.images.len() / b.max(1))).leaky_traced();
-        let mut rng = ChaCha8Rng::seed_from_u64(0); // dropout is off
-        let logits = self.net.forward(x, &mut Mode { train: true, rng: &mut rng, step: self.step });
-        let (loss, _) = cross_entropy(logits, &batch.labels, None);
-        let value = loss.array();
+        let values: Vec<&[f32]> = theta.iter().map(|v| &v[..]).collect();
+        self.graph.load(&values);
+        // Dropout off (ToST's `net.eval()`), batch statistics on.
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let mut mode = Mode { train: true, dropout: false, rng: &mut rng, step: self.step };
+        let mut out = vec![Vec::new(); theta.len()];
+        let (value, _) =
+            self.graph.loss_and_grads(batch, Objective::PLAIN, &mut mode, span, |i, g| out[i] = g.to_vec())?;
         if !value.is_finite() {
             return Err(RunError::NonFiniteLoss { value, step: self.step, epoch: 0, span });
-        }
-        let mut grads = loss.backward();
-        let mut out = Vec::with_capacity(self.net.params.len());
-        for t in &self.net.params {
-            let g = t.grad(&mut grads).map_err(|e| RunError::Plan { msg: format!("gradient: {e:?}"), span })?;
-            out.push(g.to_vec());
         }
         Ok((value, out))
     }

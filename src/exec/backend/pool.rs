@@ -21,6 +21,7 @@ impl PoolGeom {
     pub fn ow(&self) -> usize {
         (self.w - self.size) / self.stride + 1
     }
+    #[cfg(test)]
     pub fn in_len(&self) -> usize {
         self.c * self.h * self.w
     }

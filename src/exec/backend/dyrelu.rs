@@ -1,6 +1,6 @@
-//! EAST's techniques in the engine: DyReLU-B with its linear phase-out into ReLU, and the
-//! scaled shared conv weights of weight sharing. In: activations `(batch, c*hw)` and the
-//! tensors `ir::east` added to the plan. Out: activations, with backward ops on the tape.
+//! EAST's ops: DyReLU-B blended into ReLU, and the scaled shared conv weights of weight
+//! sharing. In: activations `(batch, c*hw)` and the tensors `ir::passes::east` added to the
+//! plan. Out: activations, with backward ops on the tape.
 //!
 //! DyReLU-B (Chen et al., "Dynamic ReLU"; as in ES2's `DyReLUB` with `k = 2`): per example
 //! and channel, `y = max(a1 x + b1, a2 x + b2)`, where the coefficients come from a squeeze
@@ -20,98 +20,39 @@
 
 use dfdx::prelude::*;
 
-use super::error::RunError;
-use super::net::ParamTensor;
-use super::ops::act::dense;
-use super::ops::{add_into, read, with_backward, Tensor1, Tensor2};
-use super::Clock;
-use crate::ir::east::{channels, DYRELU_COEFS};
-use crate::ir::plan::{Layer, Model, Technique};
+use super::act::dense;
+use super::{add_into, read, with_backward, Tensor1, Tensor2};
+use crate::ir::passes::east::DYRELU_COEFS;
 
 const LAMBDA: [f32; DYRELU_COEFS] = [1.0, 1.0, 0.5, 0.5];
 const INIT: [f32; DYRELU_COEFS] = [1.0, 0.0, 0.0, 0.0];
 
-/// What the techniques change in the layer tree, resolved to steps.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct EastConfig {
-    /// DyReLU's phase-out `[start, end)` in steps, when `dyrelu` is on.
-    pub dyrelu: Option<(u64, u64)>,
-}
-
-impl EastConfig {
-    pub fn new(techniques: &[Technique], clock: Clock) -> EastConfig {
-        let dyrelu = techniques.iter().find_map(|t| match t {
-            Technique::DyRelu { phase_start, phase_end, .. } => Some((clock.at(*phase_start), clock.at(*phase_end))),
-            _ => None,
-        });
-        EastConfig { dyrelu }
-    }
-}
-
-/// A DyReLU-B layer: indices of its branch tensors in `Net::params`, its geometry and phase.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DyRelu {
-    pub fc1: (usize, usize),
-    pub fc2: (usize, usize),
+/// A DyReLU-B layer's branch tensors and geometry: `c` channels of `hw` values each.
+pub struct DyReluParams<'a> {
+    pub fc1: (&'a Tensor2, &'a Tensor1),
+    pub fc2: (&'a Tensor2, &'a Tensor1),
     pub c: usize,
     pub hw: usize,
-    pub phase: (u64, u64),
 }
 
-impl DyRelu {
-    /// The node for ReLU layer `l`, whose branch `ir::east::add_dyrelu_params` added.
-    pub fn build(model: &Model, l: &Layer, phase: (u64, u64)) -> Result<DyRelu, RunError> {
-        let find = |suffix: &str| {
-            let name = format!("{}.dyrelu.{suffix}", l.name);
-            model.params.iter().position(|p| p.name == name).ok_or_else(|| RunError::Plan {
-                msg: format!("ReLU `{}` has no DyReLU parameter `{name}`", l.name),
-                span: l.span,
-            })
-        };
-        let c = channels(&l.input);
-        let hw = l.input.iter().product::<usize>() / c.max(1);
-        Ok(DyRelu {
-            fc1: (find("fc1.weight")?, find("fc1.bias")?),
-            fc2: (find("fc2.weight")?, find("fc2.bias")?),
-            c,
-            hw,
-            phase,
-        })
+/// `beta * dyrelu(x) + (1 - beta) * relu(x)`; dfdx's ReLU (and no branch) at `beta == 0`.
+pub fn dyrelu<T: Tape<f32, Cpu>>(x: Tensor2<T>, p: &DyReluParams, beta: f32) -> Tensor2<T> {
+    if beta == 0.0 {
+        return x.relu();
     }
-
-    /// The weight of DyReLU in the output at `step`: 1 before the phase-out, 0 from its end.
-    pub fn beta(&self, step: u64) -> f32 {
-        let (a, b) = self.phase;
-        if step >= b {
-            0.0
-        } else if step < a {
-            1.0
-        } else {
-            1.0 - (step - a) as f32 / (b - a) as f32
-        }
-    }
-
-    pub fn forward<T: Tape<f32, Cpu>>(&self, x: Tensor2<T>, p: &[ParamTensor], step: u64) -> Tensor2<T> {
-        let beta = self.beta(step);
-        if beta == 0.0 {
-            return x.relu();
-        }
-        let batch = x.shape().0;
-        let (x, tape) = x.split_tape();
-        // The squeeze branch records on x's tape; `apply` adds into x's gradient directly.
-        let theta = if self.hw == 1 {
-            x.clone().put_tape(tape)
-        } else {
-            x.clone().put_tape(tape).reshape_like(&(batch, self.c, self.hw)).mean::<(usize, usize), Axis<2>>()
-        };
-        let (w1, b1) = (p[self.fc1.0].matrix(), p[self.fc1.1].vector());
-        let (w2, b2) = (p[self.fc2.0].matrix(), p[self.fc2.1].vector());
-        let z = dense(dense(theta, w1, Some(b1)).relu(), w2, Some(b2));
-        apply(x, z, self.c, self.hw, beta)
-    }
+    let batch = x.shape().0;
+    let (x, tape) = x.split_tape();
+    // The squeeze branch records on x's tape; `apply` adds into x's gradient directly.
+    let theta = if p.hw == 1 {
+        x.clone().put_tape(tape)
+    } else {
+        x.clone().put_tape(tape).reshape_like(&(batch, p.c, p.hw)).mean::<(usize, usize), Axis<2>>()
+    };
+    let z = dense(dense(theta, p.fc1.0, Some(p.fc1.1)).relu(), p.fc2.0, Some(p.fc2.1));
+    apply(x, z, p.c, p.hw, beta)
 }
 
-fn sigmoid(z: f32) -> f32 {
+pub(crate) fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + (-z).exp())
 }
 
@@ -184,7 +125,3 @@ pub fn scaled_weight<T: Tape<f32, Cpu>>(x: Tensor2<T>, w: &Tensor2, scale: &Tens
     }
     (x.put_tape(tape), scaled)
 }
-
-#[cfg(test)]
-#[path = "east_tests.rs"]
-mod tests;

@@ -1,18 +1,22 @@
-//! Lowering of EAST's techniques ("Pushing the Limits of Sparsity: A Bag of Tricks for Extreme
-//! Pruning"; official code TensorStrike/ES2). In: a plan whose per-tensor targets are assigned.
-//! Out: the same plan with the tensors the techniques add (`added_by`), the shared conv weights
-//! removed and mapped in `Model::shared`, and the density target corrected for sharing.
+//! EAST's techniques ("Pushing the Limits of Sparsity: A Bag of Tricks for Extreme Pruning";
+//! official code TensorStrike/ES2) as lowering passes. In: a plan whose per-tensor targets are
+//! assigned. Out: the same plan with DyReLU layers and their branch tensors (`added_by`), the
+//! shared conv weights removed and mapped in `Model::shared`, and the density target corrected
+//! for sharing.
 
-use crate::ir::plan::{Activation, Distribution, Layer, LayerKind, Param, ParamKind, Plan, SharedWeight};
+use super::{channels, for_each_layer, for_each_layer_mut};
+use crate::ir::plan::{
+    Activation, AddedBy, Distribution, Init, Layer, LayerKind, Param, ParamKind, Plan, Ramp, SharedWeight,
+};
 
 /// The coefficients per channel of DyReLU-B with two pieces: `a1, a2, b1, b2`.
 pub const DYRELU_COEFS: usize = 4;
 
-/// Adds the DyReLU-B squeeze branch of every ReLU layer to the params (after the model's own,
-/// so their initial values do not change): `fc1 [C/r, C]`, `fc1 bias`, `fc2 [4C, C/r]`,
-/// `fc2 bias`, unmasked. ES2 puts DyReLU-B on every ReLU of its ResNets (the stem's, and both
-/// of each basic block); here every ReLU of any model, residual or not.
-pub fn add_dyrelu_params(plan: &mut Plan, reduction: usize) {
+/// Makes every ReLU layer a DyReLU-B layer with `phase_out`, and adds its squeeze branch to the
+/// params (after the model's own, so their initial values do not change): `fc1 [C/r, C]`,
+/// `fc1 bias`, `fc2 [4C, C/r]`, `fc2 bias`, unmasked. ES2 puts DyReLU-B on every ReLU of its
+/// ResNets (the stem's, and both of each basic block); here every ReLU of any model.
+pub fn dyrelu(plan: &mut Plan, reduction: usize, phase_out: Ramp) {
     let mut added = Vec::new();
     for_each_layer(&plan.model.layers, &mut |l| {
         if l.kind == LayerKind::Act(Activation::Relu) {
@@ -25,7 +29,8 @@ pub fn add_dyrelu_params(plan: &mut Plan, reduction: usize) {
                 shape,
                 masked: false,
                 target: None,
-                added_by: Some("dyrelu"),
+                init: Init::default_for(kind),
+                added_by: Some(AddedBy::DyRelu),
             };
             added.push(fc(1, ParamKind::Weight, "weight", vec![hidden, c]));
             added.push(fc(1, ParamKind::Bias, "bias", vec![hidden]));
@@ -34,24 +39,11 @@ pub fn add_dyrelu_params(plan: &mut Plan, reduction: usize) {
         }
     });
     plan.model.params.extend(added);
-}
-
-/// Channels of an activation: `c` of `[c, h, w]`, `n` of a dense `[n]`.
-pub fn channels(shape: &[usize]) -> usize {
-    match shape {
-        [c, _, _] => *c,
-        _ => shape.iter().product(),
-    }
-}
-
-fn for_each_layer<'a>(layers: &'a [Layer], f: &mut impl FnMut(&'a Layer)) {
-    for l in layers {
-        f(l);
-        if let LayerKind::Residual { body, shortcut } = &l.kind {
-            for_each_layer(body, f);
-            for_each_layer(shortcut, f);
+    for_each_layer_mut(&mut plan.model.layers, &mut |l| {
+        if l.kind == LayerKind::Act(Activation::Relu) {
+            l.kind = LayerKind::DyRelu { reduction, phase_out };
         }
-    }
+    });
 }
 
 /// The residual stages: runs of top-level residual blocks separated only by activations; a
@@ -68,7 +60,7 @@ fn stages(layers: &[Layer]) -> Vec<Vec<&Layer>> {
                 }
                 current.push(l);
             }
-            LayerKind::Act(_) => {}
+            k if k.is_activation() => {}
             _ if !current.is_empty() => out.push(std::mem::take(&mut current)),
             _ => {}
         }
@@ -122,7 +114,8 @@ pub fn share_weights(plan: &mut Plan, from_block: usize) {
             shape: vec![1],
             masked: false,
             target: None,
-            added_by: Some("weight_sharing"),
+            init: Init::Uniform01,
+            added_by: Some(AddedBy::WeightSharing),
         });
     }
     plan.model.shared = shares;
@@ -182,7 +175,7 @@ pub fn correct_density(plan: &mut Plan, unshared: &[Param]) {
 
 #[cfg(test)]
 mod tests {
-    use crate::ir::plan::{Distribution, Plan};
+    use crate::ir::plan::{AddedBy, Distribution, Plan};
 
     fn plan(src: &str) -> Plan {
         let c = crate::compile_source(std::path::Path::new("t.sprs"), src.to_string(), &[]);
@@ -224,7 +217,7 @@ mod tests {
         let s = &p.model.shared[0];
         assert_eq!((s.param.as_str(), s.owner.as_str()), ("layer1.2.conv1.weight", "layer1.1.conv1.weight"));
         assert!(!p.model.params.iter().any(|q| p.model.shared.iter().any(|s| s.param == q.name)));
-        let scales: Vec<_> = p.model.params.iter().filter(|q| q.added_by == Some("weight_sharing")).collect();
+        let scales: Vec<_> = p.model.params.iter().filter(|q| q.added_by == Some(AddedBy::WeightSharing)).collect();
         assert_eq!(scales.len(), 6);
         assert!(scales.iter().all(|q| q.shape == vec![1] && !q.masked));
     }
@@ -284,7 +277,7 @@ mod tests {
     fn dyrelu_adds_a_branch_per_relu() {
         let p =
             plan(&RESNET.replace("DIST", "uniform").replace("weight_sharing(from_block: 2)", "dyrelu(reduction: 4)"));
-        let added: Vec<_> = p.model.params.iter().filter(|q| q.added_by == Some("dyrelu")).collect();
+        let added: Vec<_> = p.model.params.iter().filter(|q| q.added_by == Some(AddedBy::DyRelu)).collect();
         // resnet20: the stem ReLU and two per block, 4 tensors each.
         assert_eq!(added.len(), 4 * (1 + 2 * 9));
         let fc2 = added.iter().find(|q| q.name == "relu1.dyrelu.fc2.weight").unwrap();

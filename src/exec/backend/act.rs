@@ -47,6 +47,22 @@ pub fn act<T: Tape<f32, Cpu>>(x: Tensor2<T>, a: Activation) -> Tensor2<T> {
     pointwise(x, |v| activation(a, v))
 }
 
+/// `(1 - t) from(x) + t to(x)`; exactly `to` at `t >= 1` and `from` at `t <= 0` (ToST's ghost
+/// neurons blend a soft activation into ReLU).
+pub fn blend<T: Tape<f32, Cpu>>(x: Tensor2<T>, from: Activation, to: Activation, t: f32) -> Tensor2<T> {
+    if t >= 1.0 {
+        return act(x, to);
+    }
+    if t <= 0.0 {
+        return act(x, from);
+    }
+    pointwise(x, |v| {
+        let (s, ds) = activation(from, v);
+        let (r, dr) = activation(to, v);
+        ((1.0 - t) * s + t * r, (1.0 - t) * ds + t * dr)
+    })
+}
+
 /// `y = f(x)` elementwise, where `f` returns the value and its derivative at each element; the
 /// backward pass multiplies the output gradient by the stored derivatives.
 pub fn pointwise<T: Tape<f32, Cpu>>(x: Tensor2<T>, mut f: impl FnMut(f32) -> (f32, f32)) -> Tensor2<T> {

@@ -1,5 +1,5 @@
 //! Masks found at initialisation from the network itself: SNIP, GraSP and SynFlow scores.
-//! In: the freshly initialised network ([`Net`]) and weights ([`ParamBuf`]), training batches
+//! In: the freshly initialised network ([`Graph`]) and weights ([`ParamBuf`]), training batches
 //! (SNIP, GraSP) or none (SynFlow). Out: one score per weight (SNIP, GraSP), or the masks
 //! themselves (SynFlow, which prunes in rounds).
 //!
@@ -16,24 +16,17 @@
 //!
 //! Scoring never changes what training sees: batchnorm running statistics are restored after.
 
-use dfdx::prelude::*;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-
-use super::error::RunError;
-use super::net::{Mode, Net};
-use super::ops::loss::cross_entropy;
-use super::ops::Tensor2;
-use super::params::ParamBuf;
-use crate::data::{epoch_order, fill_batch, DataSet};
-use crate::ir::plan::{MaskMethod, Plan};
+use crate::data::{epoch_order, DataSet};
+use crate::diagnostics::Span;
+use crate::exec::graph::{Batch, Graph, Mode, Objective};
+use crate::exec::params::ParamBuf;
+use crate::exec::Stream;
 use crate::sparsity::mask::{magnitude_masks, score_masks};
 use crate::sparsity::{zeros_for, Group};
 
-/// What scoring needs: the network, its device, the data and the batch size.
+/// What scoring needs: the network, the data, the batch size and the seed.
 pub struct Probe<'a> {
-    pub net: &'a mut Net,
-    pub dev: &'a Cpu,
+    pub graph: &'a mut Graph,
     pub data: &'a DataSet,
     pub batch: usize,
     pub seed: u64,
@@ -41,51 +34,36 @@ pub struct Probe<'a> {
 
 impl Probe<'_> {
     fn load(&mut self, weights: &[Vec<f32>]) {
-        for (t, w) in self.net.params.iter_mut().zip(weights) {
-            t.copy_from(w);
-        }
+        let values: Vec<&[f32]> = weights.iter().map(|w| &w[..]).collect();
+        self.graph.load(&values);
     }
 
-    /// The first `batches` batches of epoch 0's order (no augmentation), as `(images, labels)`.
-    fn batches(&self, batches: usize) -> Vec<(Vec<f32>, Vec<usize>)> {
-        let (shape, n) = (self.data.shape, self.data.shape.iter().product::<usize>());
+    /// The first `batches` batches of epoch 0's order (no augmentation).
+    fn batches(&self, batches: usize) -> Vec<Batch> {
         let order = epoch_order(self.data.train.len, self.seed, 0);
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let mut rng = Stream::Scoring.rng(self.seed); // unused: no augmentation
         order
             .chunks_exact(self.batch.min(self.data.train.len).max(1))
             .take(batches)
-            .map(|idx| {
-                let (mut images, mut labels) = (vec![0.0; idx.len() * n], vec![0; idx.len()]);
-                fill_batch(&self.data.train, shape, idx, &[], &mut rng, &mut images, &mut labels);
-                (images, labels)
-            })
+            .map(|idx| Batch::fill(&self.data.train, self.data.shape, idx, &[], &mut rng))
             .collect()
     }
 
     /// Gradient of the cross-entropy of `logits / temperature` at `weights`, summed over `batches`
     /// (training mode, dropout from a fixed stream so repeated calls see the same network).
-    fn gradient(
-        &mut self,
-        weights: &[Vec<f32>],
-        batches: &[(Vec<f32>, Vec<usize>)],
-        temperature: f32,
-    ) -> Vec<Vec<f32>> {
+    fn gradient(&mut self, weights: &[Vec<f32>], batches: &[Batch], temperature: f32) -> Vec<Vec<f32>> {
         self.load(weights);
-        let saved = self.net.bn.clone();
+        let saved = self.graph.bn.clone();
         let mut total: Vec<Vec<f32>> = weights.iter().map(|w| vec![0.0; w.len()]).collect();
-        for (images, labels) in batches {
-            let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-            let x: Tensor2<_> = self.dev.tensor_from_vec(images.clone(), (labels.len(), images.len() / labels.len()));
-            let logits = self.net.forward(x.leaky_traced(), &mut Mode { train: true, rng: &mut rng, step: 0 });
-            let (loss, _) = cross_entropy(logits * (1.0 / temperature), labels, None);
-            let mut grads = loss.backward();
-            for (acc, t) in total.iter_mut().zip(&self.net.params) {
-                if let Ok(g) = t.grad(&mut grads) {
-                    acc.iter_mut().zip(g.iter()).for_each(|(a, g)| *a += g);
-                }
-            }
+        let objective = Objective::CrossEntropy { smoothing: None, temperature };
+        for batch in batches {
+            let mut rng = Stream::Scoring.rng(self.seed);
+            let mut mode = Mode { train: true, dropout: true, rng: &mut rng, step: 0 };
+            let add = |i: usize, g: &[f32]| total[i].iter_mut().zip(g).for_each(|(a, g)| *a += g);
+            // A gradient that cannot be read scores nothing rather than stopping the run.
+            let _ = self.graph.loss_and_grads(batch, objective, &mut mode, Span::default(), add);
         }
-        self.net.bn = saved;
+        self.graph.bn = saved;
         total
     }
 }
@@ -168,25 +146,26 @@ fn synflow_scores(probe: &mut Probe, params: &[ParamBuf], masks: &[Vec<f32>]) ->
         })
         .collect();
     probe.load(&abs);
-    let saved = probe.net.bn.clone();
+    let saved = probe.graph.bn.clone();
     let n: usize = probe.data.shape.iter().product();
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let x: Tensor2<_> = probe.dev.tensor_from_vec(vec![1.0; n], (1, n));
-    let out = probe.net.forward(x.leaky_traced(), &mut Mode { train: false, rng: &mut rng, step: 0 });
-    let r = out.sum::<(), _>();
-    let finite = r.array().is_finite();
-    let mut grads = r.backward();
-    probe.net.bn = saved;
+    let ones = Batch { images: vec![1.0; n], labels: vec![0] };
+    let mut rng = Stream::Scoring.rng(probe.seed);
+    let mut mode = Mode { train: false, dropout: false, rng: &mut rng, step: 0 };
+    let mut g: Vec<Vec<f32>> = abs.iter().map(|w| vec![0.0; w.len()]).collect();
+    let r = probe
+        .graph
+        .loss_and_grads(&ones, Objective::SumOfOutputs, &mut mode, Span::default(), |i, v| g[i].copy_from_slice(v));
+    let finite = r.is_ok_and(|(r, _)| r.is_finite());
+    probe.graph.bn = saved;
     params
         .iter()
-        .zip(abs.iter().zip(&probe.net.params))
-        .map(|(p, (w, t))| {
+        .zip(abs.iter().zip(&g))
+        .map(|(p, (w, g))| {
             if !p.spec.masked {
                 return vec![];
             }
-            let g = t.grad(&mut grads).map(|g| g.to_vec()).unwrap_or_else(|_| vec![0.0; w.len()]);
             // An overflowed flow ranks nothing: treat as all-equal rather than NaN.
-            w.iter().zip(&g).map(|(w, g)| if finite { (w * g).abs() } else { 0.0 }).collect()
+            w.iter().zip(g).map(|(w, g)| if finite { (w * g).abs() } else { 0.0 }).collect()
         })
         .collect()
 }
@@ -239,30 +218,12 @@ fn cut(g: &Group, scores: &[Vec<f32>], k: usize, signed: bool, masks: &mut [Vec<
     }
 }
 
-/// The initial masks of the methods that score the network (`snip`, `grasp`, `synflow`), one per
-/// param (empty for unmasked ones), each group cut to its `zeros`; `None` for other methods.
-pub fn initial_masks(
-    plan: &Plan,
-    probe: &mut Probe,
-    params: &[ParamBuf],
-    groups: &[(Group, usize)],
-) -> Result<Option<Vec<Vec<f32>>>, RunError> {
-    let from_scores = |scores: Vec<Vec<f32>>, signed: bool| {
-        let mut masks: Vec<Vec<f32>> = params.iter().map(|p| p.mask.clone()).collect();
-        for (g, k) in groups {
-            cut(g, &scores, *k, signed, &mut masks);
-        }
-        masks
-    };
-    Ok(match plan.sparsity.mask {
-        MaskMethod::Snip { batches } => Some(from_scores(snip(probe, params, batches), false)),
-        MaskMethod::Grasp { temperature, batches } => {
-            Some(from_scores(grasp(probe, params, batches, temperature), true))
-        }
-        MaskMethod::Synflow { rounds } => match synflow(probe, params, groups, rounds) {
-            Some(m) => Some(m),
-            None => return Err(RunError::ScoreOverflow { method: "synflow", span: plan.sparsity.span }),
-        },
-        MaskMethod::Dense | MaskMethod::Random | MaskMethod::Magnitude | MaskMethod::Lottery { .. } => None,
-    })
+/// Masks with each group's `k` lowest `scores` cut (one mask per param, empty for unmasked
+/// ones): by value when `signed` (GraSP), else by magnitude.
+pub fn cut_all(groups: &[(Group, usize)], params: &[ParamBuf], scores: Vec<Vec<f32>>, signed: bool) -> Vec<Vec<f32>> {
+    let mut masks: Vec<Vec<f32>> = params.iter().map(|p| p.mask.clone()).collect();
+    for (g, k) in groups {
+        cut(g, &scores, *k, signed, &mut masks);
+    }
+    masks
 }

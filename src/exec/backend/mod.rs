@@ -1,6 +1,8 @@
-//! Custom dfdx ops with their own backward passes. In: dfdx CPU tensors laid out as
-//! `(batch, features)` (images flattened as `c*h*w`, the geometry travels beside the tensor).
-//! Out: the result tensor with a backward closure pushed on the tape.
+//! The backend: the tensor type, the parameter tensors and every op with its backward pass.
+//! All dfdx use lives in this folder; the graph above it (`exec::graph`) names only what this
+//! module exports. A second backend (sparse kernels, CUDA) plugs in here.
+//! In: activations as `(batch, features)` tensors (images flattened as `c*h*w`, the geometry
+//! travels beside the tensor). Out: the result tensor with a backward closure on the tape.
 //!
 //! Every op follows the same pattern: `split_tape`, copy the input out, compute, wrap the output
 //! with `tensor_from_vec`, and push a closure that reads the output's gradient and *adds* into
@@ -9,6 +11,7 @@
 pub mod act;
 pub mod conv;
 mod depthwise;
+pub mod dyrelu;
 pub mod gemm;
 pub mod loss;
 pub mod norm;
@@ -16,12 +19,110 @@ pub mod pool;
 
 use dfdx::prelude::*;
 
+use crate::ir::plan::ParamKind;
+
 /// Activations: `(batch, features)`, with a tape `T` while training.
 pub type Tensor2<T = NoneTape> = Tensor<(usize, usize), f32, Cpu, T>;
 /// Vector parameters (biases, batchnorm scale and shift).
 pub type Tensor1 = Tensor<(usize,), f32, Cpu>;
 pub type Grads = Gradients<f32, Cpu>;
 pub type OpResult = Result<(), CpuError>;
+pub type Device = Cpu;
+/// An activation that records its backward ops (training) or not (evaluation).
+pub type Traced = OwnedTape<f32, Cpu>;
+
+/// What the graph's walker is generic over: a tape that records (`Traced`) or none.
+pub trait Tape: dfdx::prelude::Tape<f32, Cpu> {}
+impl<T: dfdx::prelude::Tape<f32, Cpu>> Tape for T {}
+
+/// A parameter as the backend sees it: weights as `(out, fan_in)` matrices, the rest as vectors.
+pub enum ParamTensor {
+    Matrix(Tensor2),
+    Vector(Tensor1),
+}
+
+impl ParamTensor {
+    pub fn new(dev: &Device, kind: ParamKind, shape: &[usize]) -> ParamTensor {
+        let n: usize = shape.iter().product();
+        match kind {
+            ParamKind::Weight => ParamTensor::Matrix(dev.zeros_like(&(shape[0], n / shape[0].max(1)))),
+            ParamKind::Bias | ParamKind::BnScale | ParamKind::BnShift | ParamKind::Scale => {
+                ParamTensor::Vector(dev.zeros_like(&(n,)))
+            }
+        }
+    }
+
+    pub fn copy_from(&mut self, src: &[f32]) {
+        match self {
+            ParamTensor::Matrix(t) => t.copy_from(src),
+            ParamTensor::Vector(t) => t.copy_from(src),
+        }
+    }
+
+    /// This parameter's gradient after `backward` (zeros if it took no part).
+    pub fn grad<'g>(&self, grads: &'g mut Grads) -> Result<&'g mut [f32], CpuError> {
+        Ok(match self {
+            ParamTensor::Matrix(t) => grads.get_or_alloc_mut(t)?,
+            ParamTensor::Vector(t) => grads.get_or_alloc_mut(t)?,
+        })
+    }
+
+    // The graph pairs each node with tensors of the right kind, so a mismatch is a bug there.
+    pub fn matrix(&self) -> &Tensor2 {
+        match self {
+            ParamTensor::Matrix(t) => t,
+            ParamTensor::Vector(_) => unreachable!("weights are built as matrices"),
+        }
+    }
+    pub fn vector(&self) -> &Tensor1 {
+        match self {
+            ParamTensor::Vector(t) => t,
+            ParamTensor::Matrix(_) => unreachable!("vectors are built as vectors"),
+        }
+    }
+}
+
+/// A batch of `b` examples of `n` features as an activation, traced when `train`.
+pub fn input(dev: &Device, images: Vec<f32>, b: usize) -> Tensor2<Traced> {
+    let n = images.len() / b.max(1);
+    dev.tensor_from_vec(images, (b, n)).leaky_traced()
+}
+
+/// The same batch without a tape (evaluation).
+pub fn input_untraced(dev: &Device, images: Vec<f32>, b: usize) -> Tensor2 {
+    let n = images.len() / b.max(1);
+    dev.tensor_from_vec(images, (b, n))
+}
+
+/// A second handle on `x` whose ops record on a tape of their own, merged at the next binary op.
+pub fn fork<T: Tape>(x: &Tensor2<T>) -> Tensor2<T> {
+    x.retaped::<T>()
+}
+
+/// `a + b` (the tapes merge; both add into their inputs' gradients).
+pub fn add<T: Tape>(a: Tensor2<T>, b: Tensor2<T>) -> Tensor2<T> {
+    a + b
+}
+
+/// `x * k` for a constant `k`.
+pub fn scale<T: Tape>(x: Tensor2<T>, k: f32) -> Tensor2<T> {
+    x * k
+}
+
+/// The scalar value of a 0-d tensor (a loss).
+pub fn value<T>(x: &Tensor<(), f32, Cpu, T>) -> f32 {
+    x.array()
+}
+
+/// `sum(x)` over every element, a scalar to differentiate (SynFlow's `R`).
+pub fn sum_all(x: Tensor2<Traced>) -> Tensor<(), f32, Cpu, Traced> {
+    x.sum::<(), _>()
+}
+
+/// Runs the backward pass of a traced scalar.
+pub fn backward(loss: Tensor<(), f32, Cpu, Traced>) -> Grads {
+    loss.backward()
+}
 
 /// The tensor's contents (a memcpy; `as_vec` is much slower).
 pub fn read<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<f32> {
@@ -32,7 +133,7 @@ pub fn read<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<f32> {
 
 /// Wraps `out` with `tape` and, when the tape records, pushes `backward`, which receives the
 /// output gradient (a copy: the gradient map cannot lend two entries at once).
-pub fn with_backward<S: Shape, T: Tape<f32, Cpu>>(
+pub fn with_backward<S: Shape, T: dfdx::prelude::Tape<f32, Cpu>>(
     out: Tensor<S, f32, Cpu>,
     mut tape: T,
     backward: impl FnOnce(&[f32], &mut Grads) -> OpResult + 'static,

@@ -1,5 +1,7 @@
-//! Applies the sparsity plan to the engine's buffers before each step. In: the plan's
-//! `Sparsity`, the step, the [`ParamBuf`]s. Out: masks, re-masked weights and optimizer state
+//! Sparsity state in one place. `masks` makes the initial masks (one function, one `match`
+//! over the mask methods), `scores` scores the network for SNIP, GraSP and SynFlow, and
+//! [`Sparsifier`] applies the update rule before each step. In: the plan's `Sparsity`, the
+//! step, the [`ParamBuf`]s. Out: masks, re-masked weights and optimizer state
 //! (`hard`, `prune_regrow`), or thresholds and effective weights (`soft_threshold`). The math is
 //! in `crate::sparsity`, the elementwise passes are the run's JIT kernels ([`StepKernels`]); this
 //! file only walks the groups.
@@ -12,17 +14,22 @@
 //! gradient), starting at zero with zero momentum; the fraction is `drop * (1 + cos(pi t /
 //! until)) / 2` (RigL's cosine annealing).
 
+mod masks;
+pub mod scores;
+
+pub use masks::set_initial_masks;
+
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
 
 use super::error::RunError;
 use super::jit::{call_failed, StepKernels};
 use super::params::ParamBuf;
-use super::{Clock, Stream};
+use super::Stream;
 use crate::diagnostics::Span;
-use crate::ir::plan::{Growth, MaskMethod, Plan, Scope, Ste, Update};
+use crate::ir::plan::{Clock, Growth, MaskMethod, Plan, Scope, Ste, Update};
 use crate::kernels::KernelError;
-use crate::sparsity::mask::{count_zeros, magnitude_masks, random_masks};
+use crate::sparsity::mask::{count_zeros, magnitude_masks};
 use crate::sparsity::threshold::{kth_smallest_abs, rescale_rows, unscaled_threshold};
 use crate::sparsity::{groups, zeros_for, Group, SparsitySchedule};
 
@@ -78,15 +85,8 @@ fn group_len(params: &[ParamBuf], g: &Group) -> usize {
 }
 
 impl Sparsifier {
-    /// Sets the initial masks of the methods that need nothing but the weights (`random`,
-    /// `magnitude`); masks found from the network (`snip`, `grasp`, `synflow`) are set after by
-    /// [`Sparsifier::set_masks`], `lottery` starts dense.
-    pub fn new(
-        plan: &Plan,
-        clock: Clock,
-        params: &mut [ParamBuf],
-        kernels: &StepKernels,
-    ) -> Result<Sparsifier, RunError> {
+    /// The update rule of `plan`; every mask starts all-ones ([`set_initial_masks`] sets them).
+    pub fn new(plan: &Plan, clock: Clock) -> Sparsifier {
         let sp = &plan.sparsity;
         let (rule, scope, regrow) = match &sp.update {
             Update::Hard => (Rule::Hard, Scope::Global, None),
@@ -100,15 +100,15 @@ impl Sparsifier {
             }
         };
         let schedule = SparsitySchedule::resolve(&sp.schedule, clock.steps_per_epoch, clock.total_steps);
+        // ST-3's quantile buffers, one per param with effective weights (soft and masked).
         let magnitudes = match rule {
             Rule::Soft { sigma, .. } if sigma || sp.mask != MaskMethod::Dense => {
-                Some(params.iter().map(|p| vec![0.0; if p.eff.is_empty() { 0 } else { p.raw.len() }]).collect())
+                Some(plan.model.params.iter().map(|p| vec![0.0; if p.masked { p.numel() } else { 0 }]).collect())
             }
-            _ => None,
+            Rule::Soft { .. } | Rule::Hard => None,
         };
         let groups = groups(&plan.model.params, sp.target, scope);
-        let mut rng = Stream::Masks.rng(plan.seed);
-        let mut s = Sparsifier {
+        Sparsifier {
             rule,
             applied: vec![None; groups.len()],
             fixed: matches!(sp.mask, MaskMethod::Lottery { .. }),
@@ -120,26 +120,7 @@ impl Sparsifier {
             frozen: false,
             magnitudes,
             span: sp.span,
-        };
-        for (gi, (g, k)) in s.initial_zeros(params).into_iter().enumerate() {
-            let mut ps = g.members_mut(params);
-            match &sp.mask {
-                MaskMethod::Random => {
-                    random_masks(k, &mut ps.iter_mut().map(|p| &mut p.mask[..]).collect::<Vec<_>>(), &mut rng);
-                    s.applied[gi] = Some(k);
-                }
-                MaskMethod::Magnitude => magnitude_group(&mut ps, k),
-                MaskMethod::Dense
-                | MaskMethod::Snip { .. }
-                | MaskMethod::Grasp { .. }
-                | MaskMethod::Synflow { .. }
-                | MaskMethod::Lottery { .. } => {}
-            }
-            for p in ps {
-                kernels.remask(p).map_err(call_failed(sp.span))?;
-            }
         }
-        Ok(s)
     }
 
     /// Each group with the number of zeros the schedule asks for at step 0.

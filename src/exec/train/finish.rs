@@ -1,16 +1,15 @@
 //! Evaluation and the end of a run. In: the trainer's buffers. Out: accuracies, realised
 //! sparsity measured on the effective weights, the summary, and the saved tensors.
 
-use dfdx::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::error::RunError;
-use super::net::Mode;
-use super::ops::loss::cross_entropy;
-use super::sparsify::Rule;
-use super::train::Trainer;
-use crate::data::{fill_batch, Split};
+use super::Trainer;
+use crate::data::Split;
+use crate::exec::error::RunError;
+use crate::exec::graph::{Batch, Mode};
+use crate::exec::sparsity::Rule;
+use crate::ir::plan::AddedBy;
 use crate::report::flops::flops;
 use crate::report::rundir::Named;
 use crate::report::{text_report, LayerSparsity, RunSummary};
@@ -20,29 +19,26 @@ const EVAL_BATCH: usize = 500;
 
 impl Trainer<'_> {
     /// Accuracy and mean loss on `split` with the current effective weights (eval mode).
-    pub(super) fn evaluate(&mut self, split: &Split) -> Result<(f64, f64), RunError> {
+    pub(crate) fn evaluate(&mut self, split: &Split) -> Result<(f64, f64), RunError> {
         self.load_weights()?;
-        let shape = self.data.shape;
-        let n: usize = shape.iter().product();
-        let mut rng = ChaCha8Rng::seed_from_u64(0); // unused: no augmentation at evaluation
+        // Neither augmentation nor dropout draws at evaluation.
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
         let (mut correct, mut loss) = (0usize, 0.0f64);
         let len = self.opts.max_eval.map_or(split.len, |m| m.min(split.len));
         let all: Vec<usize> = (0..len).collect();
         for idx in all.chunks(EVAL_BATCH) {
-            let (mut images, mut labels) = (vec![0.0; idx.len() * n], vec![0usize; idx.len()]);
-            fill_batch(split, shape, idx, &[], &mut rng, &mut images, &mut labels);
-            let x = self.dev.tensor_from_vec(images, (idx.len(), n));
-            let logits = self.net.forward(x, &mut Mode { train: false, rng: &mut rng, step: self.step });
-            let (l, ok) = cross_entropy(logits, &labels, None);
+            let batch = Batch::fill(split, self.data.shape, idx, &[], &mut rng);
+            let mut mode = Mode { train: false, dropout: false, rng: &mut rng, step: self.step };
+            let (l, ok) = self.graph.loss(&batch, &mut mode);
             correct += ok;
-            loss += l.array() as f64 * idx.len() as f64;
+            loss += l as f64 * idx.len() as f64;
         }
         let len = len.max(1) as f64;
         Ok((correct as f64 / len, loss / len))
     }
 
     /// Overall realised sparsity over masked weights, and per tensor.
-    pub(super) fn realised(&self) -> (f64, Vec<LayerSparsity>) {
+    pub(crate) fn realised(&self) -> (f64, Vec<LayerSparsity>) {
         let targets = self.sparsifier.targets(self.step);
         let (mut zeros, mut total) = (0usize, 0usize);
         let layers = targets
@@ -82,10 +78,10 @@ impl Trainer<'_> {
         };
         let (flops_dense, flops_sparse) = flops(&self.plan.model, &density);
         // Ghost skip branches are gone from the graph once faded: not part of the model.
-        let model = || self.params.iter().filter(|p| p.spec.added_by != Some("ghost_skip"));
+        let model = || self.params.iter().filter(|p| p.spec.added_by != Some(AddedBy::GhostSkip));
         let params_dense = model().map(|p| p.raw.len()).sum();
         let params_nonzero = model().map(|p| p.raw.len() - count_zeros(p.effective())).sum();
-        let epochs = self.step as f64 / self.steps_per_epoch as f64;
+        let epochs = self.step as f64 / self.clock.steps_per_epoch as f64;
         let summary = RunSummary {
             recipe: self.plan.recipe.clone(),
             test_accuracy,
@@ -113,10 +109,10 @@ impl Trainer<'_> {
     }
 
     /// Effective weights and batchnorm running statistics, as `file` in the run directory.
-    pub(super) fn save_weights(&self, file: &str) -> Result<(), RunError> {
+    pub(crate) fn save_weights(&self, file: &str) -> Result<(), RunError> {
         let mut weights: Vec<Named> =
             self.params.iter().map(|p| (p.spec.name.clone(), p.spec.shape.clone(), p.effective())).collect();
-        for (name, stats) in &self.net.bn {
+        for (name, stats) in &self.graph.bn {
             let n = stats.mean.len();
             weights.push((format!("{name}.running_mean"), vec![n], &stats.mean));
             weights.push((format!("{name}.running_var"), vec![n], &stats.var));

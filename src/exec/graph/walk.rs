@@ -1,0 +1,61 @@
+//! The forward walk: each node calls its backend op; residuals fork the activation and add the
+//! branches (a ramped shortcut is scaled, and skipped where its ramp is 0).
+
+use super::{Mode, Node};
+use crate::exec::backend::act::{act, blend, dense, dropout};
+use crate::exec::backend::conv::conv2d;
+use crate::exec::backend::dyrelu::{dyrelu, scaled_weight, DyReluParams};
+use crate::exec::backend::norm::{batch_norm, BnStats};
+use crate::exec::backend::pool::{avg_pool, global_avg_pool, max_pool};
+use crate::exec::backend::{add, fork, scale, ParamTensor, Tape, Tensor2};
+
+pub(super) fn run<T: Tape>(
+    nodes: &[Node],
+    p: &[ParamTensor],
+    bn: &mut [(String, BnStats)],
+    x: Tensor2<T>,
+    mode: &mut Mode,
+) -> Tensor2<T> {
+    let mut x = x;
+    for node in nodes {
+        x = match node {
+            Node::Dense { w, b } => dense(x, p[*w].matrix(), b.map(|b| p[b].vector())),
+            Node::Conv { w, b, geom, input_grad, scale: None } => {
+                conv2d(x, p[*w].matrix(), b.map(|b| p[b].vector()), *geom, *input_grad)
+            }
+            Node::Conv { w, b, geom, input_grad, scale: Some(s) } => {
+                let (x, w) = scaled_weight(x, p[*w].matrix(), p[*s].vector());
+                conv2d(x, &w, b.map(|b| p[b].vector()), *geom, *input_grad)
+            }
+            Node::MaxPool(g) => max_pool(x, *g),
+            Node::AvgPool(g) => avg_pool(x, *g),
+            Node::GlobalAvgPool { c, hw } => global_avg_pool(x, *c, *hw),
+            Node::BatchNorm { scale, shift, stats, geom } => {
+                batch_norm(x, p[*scale].vector(), p[*shift].vector(), *geom, &mut bn[*stats].1, mode.train)
+            }
+            Node::Act(a) => act(x, *a),
+            Node::ActBlend { from, to, ramp } => blend(x, *from, *to, ramp.at(mode.step)),
+            Node::DyRelu { fc1, fc2, c, hw, phase_out } => {
+                let fc1 = (p[fc1.0].matrix(), p[fc1.1].vector());
+                let fc2 = (p[fc2.0].matrix(), p[fc2.1].vector());
+                dyrelu(x, &DyReluParams { fc1, fc2, c: *c, hw: *hw }, phase_out.at(mode.step))
+            }
+            // Activations are already `(batch, features)`; the geometry lives in the nodes.
+            Node::Flatten => x,
+            Node::Dropout(rate) if mode.train && mode.dropout && *rate > 0.0 => dropout(x, *rate, mode.rng),
+            Node::Dropout(_) => x,
+            Node::Residual { body, shortcut, scale: ramp } => {
+                let k = ramp.map_or(1.0, |r| r.at(mode.step));
+                if k == 0.0 {
+                    run(body, p, bn, x, mode)
+                } else {
+                    // Both branches record on tapes that merge at the add; both add into x's grad.
+                    let side = run(shortcut, p, bn, fork(&x), mode);
+                    let side = if k == 1.0 { side } else { scale(side, k) };
+                    add(run(body, p, bn, x, mode), side)
+                }
+            }
+        };
+    }
+    x
+}

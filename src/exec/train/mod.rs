@@ -1,0 +1,250 @@
+//! The training loop. In: plan, data, options. Out: trained buffers, metrics lines, summary.
+//! Each step: the sparsifier brings masks or thresholds to the step, effective weights go into
+//! the graph, one batch runs forward and backward (`Graph::loss_and_grads`), gradients are
+//! clipped and the optimizer updates every param (one JIT kernel call each).
+//!
+//! The parts each live in their own file: `params` (buffers and initialisation), `optimizer`
+//! (clipping and the update), `sparsity` (masks and update rules), `graph` (the network),
+//! `techniques` (run-time techniques), `lottery` (rounds and rewinding), `finish` (evaluation,
+//! summary, saved tensors).
+
+mod finish;
+mod lottery;
+
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand_chacha::ChaCha8Rng;
+
+use super::error::RunError;
+use super::graph::{Batch, Graph, Mode, Objective};
+use super::jit::StepKernels;
+use super::lr::Lr;
+use super::optimizer;
+use super::params::{self, ParamBuf};
+use super::sparsity::{self, Sparsifier};
+use super::techniques::RunTechniques;
+use super::{RunOptions, Stream};
+use crate::data::{epoch_order, DataSet};
+use crate::ir::plan::{Clock, Plan};
+use crate::report::{Metrics, RunDir, RunSummary};
+
+pub use lottery::Lottery;
+
+pub struct Trainer<'a> {
+    pub(crate) plan: &'a Plan,
+    pub(crate) data: &'a DataSet,
+    pub(crate) opts: &'a RunOptions,
+    threads: usize,
+    pub(crate) graph: Graph,
+    pub(crate) params: Vec<ParamBuf>,
+    pub(crate) sparsifier: Sparsifier,
+    /// Compiled once per run; their code is freed when the trainer is dropped.
+    kernels: StepKernels,
+    lr: Lr,
+    pub(crate) clock: Clock,
+    pub(crate) step: u64,
+    rng_augment: ChaCha8Rng,
+    rng_dropout: ChaCha8Rng,
+    pub(crate) techniques: RunTechniques,
+    pub(crate) losses: Vec<f32>,
+    /// Lottery rounds in progress (`None` in the final training).
+    pub(crate) lottery: Option<Lottery>,
+    rundir: RunDir,
+    started: Instant,
+}
+
+/// Rejects what does not fit the data.
+fn check(plan: &Plan, data: &DataSet) -> Result<(), RunError> {
+    let m = &plan.model;
+    if m.input != data.shape || m.classes != data.classes {
+        let msg = format!(
+            "the model takes {:?} inputs and {} classes, `{}` has {:?} and {}",
+            m.input, m.classes, data.name, data.shape, data.classes
+        );
+        return Err(RunError::DataMismatch { msg, span: m.span });
+    }
+    let batch = plan.train.batch;
+    if batch == 0 || data.train.len < batch || plan.train.epochs == 0 {
+        let msg = format!("{} epochs of {} training examples in batches of {batch}", plan.train.epochs, data.train.len);
+        return Err(RunError::NoSteps { msg, span: plan.data.span });
+    }
+    Ok(())
+}
+
+impl<'a> Trainer<'a> {
+    pub fn new(
+        plan: &'a Plan,
+        data: &'a DataSet,
+        opts: &'a RunOptions,
+        threads: usize,
+    ) -> Result<Trainer<'a>, RunError> {
+        check(plan, data)?;
+        let steps_per_epoch = (data.train.len / plan.train.batch) as u64;
+        let clock = Clock { steps_per_epoch, total_steps: steps_per_epoch * plan.train.epochs };
+        let mut params = params::init(plan);
+        let kernels = StepKernels::compile(plan)?;
+        let mut graph = Graph::build(&plan.model, clock)?;
+        let mut sparsifier = Sparsifier::new(plan, clock);
+        sparsity::set_initial_masks(plan, &mut sparsifier, &mut params, &mut graph, data, &kernels)?;
+        let lr = Lr::new(&plan.train.lr, plan.train.optimizer.lr(), steps_per_epoch, clock.total_steps);
+        let dir = opts.out_dir.clone().unwrap_or_else(|| plan.output.dir.clone().into());
+        let rundir = RunDir::create(&dir).map_err(RunError::io(&dir))?;
+        Ok(Trainer {
+            plan,
+            data,
+            opts,
+            threads,
+            graph,
+            params,
+            sparsifier,
+            kernels,
+            lr,
+            clock,
+            step: 0,
+            rng_augment: Stream::Augment.rng(plan.seed),
+            rng_dropout: Stream::Dropout.rng(plan.seed),
+            techniques: RunTechniques::new(plan),
+            losses: Vec::new(),
+            lottery: None,
+            rundir,
+            started: Instant::now(),
+        })
+    }
+
+    fn progress_bar(&self) -> ProgressBar {
+        let pb = ProgressBar::new(self.step_limit());
+        if self.opts.quiet || !std::io::stderr().is_terminal() {
+            pb.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}<{eta}] {msg}") {
+            pb.set_style(style);
+        }
+        pb
+    }
+
+    pub(crate) fn step_limit(&self) -> u64 {
+        self.opts.max_steps.map_or(self.clock.total_steps, |m| m.min(self.clock.total_steps))
+    }
+
+    pub fn run(mut self) -> Result<RunSummary, RunError> {
+        super::techniques::before_training(&mut self)?;
+        self.lottery_rounds()?;
+        let epochs_run = self.train_epochs()?;
+        self.finish(epochs_run)
+    }
+
+    /// Restarts the step counter and the training streams (a lottery rewind).
+    pub(crate) fn restart(&mut self) {
+        self.step = 0;
+        self.losses.clear();
+        (self.rng_augment, self.rng_dropout) =
+            (Stream::Augment.rng(self.plan.seed), Stream::Dropout.rng(self.plan.seed));
+    }
+
+    /// The whole training schedule once; returns the epochs run.
+    pub(crate) fn train_epochs(&mut self) -> Result<u64, RunError> {
+        let pb = self.progress_bar();
+        let (batch, n) = (self.plan.train.batch, self.data.train.len);
+        let mut epochs_run = 0;
+        for epoch in 0..self.plan.train.epochs {
+            if self.step >= self.step_limit() {
+                break;
+            }
+            let order = epoch_order(n, self.plan.seed, epoch);
+            let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+            for idx in order.chunks_exact(batch) {
+                if self.step >= self.step_limit() {
+                    break;
+                }
+                let (loss, ok) = self.train_step(idx)?;
+                loss_sum += loss as f64;
+                correct += ok;
+                seen += idx.len();
+                pb.inc(1);
+                if self.step.is_multiple_of(10) {
+                    let s = self.sparsifier.targets(self.step).iter().map(|(_, s)| s).cloned().fold(0.0, f64::max);
+                    pb.set_message(format!(
+                        "loss {:.4} acc {:.1}% sparsity {:.1}%",
+                        loss,
+                        100.0 * correct as f64 / seen as f64,
+                        100.0 * s
+                    ));
+                }
+            }
+            epochs_run += 1;
+            let last = epoch + 1 == self.plan.train.epochs || self.step >= self.step_limit();
+            if (epoch + 1) % self.plan.train.eval_every.max(1) == 0 || last {
+                let steps = (seen / batch).max(1) as f64;
+                let m = self.metrics(epoch + 1, loss_sum / steps, correct as f64 / seen.max(1) as f64)?;
+                self.rundir.append_metrics(&m).map_err(RunError::io(self.rundir.path.join("metrics.jsonl")))?;
+            }
+            if let Some(every) = self.plan.output.checkpoint_every {
+                if (epoch + 1).is_multiple_of(every.max(1)) && !last {
+                    self.load_weights()?;
+                    self.save_weights(&format!("weights-epoch{}.safetensors", epoch + 1))?;
+                }
+            }
+        }
+        pb.finish_and_clear();
+        Ok(epochs_run)
+    }
+
+    /// Evaluation line: accuracy on validation (or test when there is none).
+    fn metrics(&mut self, epoch: u64, train_loss: f64, train_accuracy: f64) -> Result<Metrics, RunError> {
+        let (val_accuracy, test_accuracy) = match &self.data.val {
+            Some(val) => (Some(self.evaluate(val)?.0), None),
+            None => (None, Some(self.evaluate(&self.data.test)?.0)),
+        };
+        Ok(Metrics {
+            round: self.lottery.as_ref().map(|l| l.round),
+            epoch,
+            step: self.step,
+            train_loss,
+            train_accuracy,
+            val_accuracy,
+            test_accuracy,
+            sparsity: self.realised().0,
+            lr: self.lr.at(self.step.saturating_sub(1)),
+            seconds: self.started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Brings masks/thresholds to the current step and writes effective weights into the graph.
+    pub(crate) fn load_weights(&mut self) -> Result<(), RunError> {
+        self.sparsifier.prepare(self.step, &mut self.params, &self.kernels)?;
+        let values: Vec<&[f32]> = self.params.iter().map(ParamBuf::effective).collect();
+        self.graph.load(&values);
+        Ok(())
+    }
+
+    /// One optimizer step on the examples `idx`; returns the loss and the number correct.
+    pub(crate) fn train_step(&mut self, idx: &[usize]) -> Result<(f32, usize), RunError> {
+        self.load_weights()?;
+        self.lottery_snapshot();
+        let batch = Batch::fill(&self.data.train, self.data.shape, idx, &self.plan.data.augment, &mut self.rng_augment);
+        let objective = Objective::CrossEntropy { smoothing: self.techniques.smoothing, temperature: 1.0 };
+        let mut mode = Mode { train: true, dropout: true, rng: &mut self.rng_dropout, step: self.step };
+        let params = &mut self.params;
+        let (value, correct) = self
+            .graph
+            .loss_and_grads(&batch, objective, &mut mode, self.plan.span, |i, g| params[i].grad.copy_from_slice(g))?;
+        if !value.is_finite() {
+            let epoch = self.step / self.clock.steps_per_epoch;
+            return Err(RunError::NonFiniteLoss { value, step: self.step, epoch, span: self.techniques.blame_span });
+        }
+        optimizer::clip_gradients(&mut self.params, self.plan.train.clip_grad_norm);
+        optimizer::update(
+            &mut self.params,
+            &self.plan.train.optimizer,
+            self.lr.at(self.step),
+            self.step,
+            &self.kernels,
+        )
+        .map_err(super::jit::call_failed(self.plan.span))?;
+        self.losses.push(value);
+        self.step += 1;
+        Ok((value, correct))
+    }
+}
