@@ -20,34 +20,18 @@ pub fn static_train_size(d: &DataSpec) -> Option<usize> {
     Some(n.saturating_sub(d.val))
 }
 
-struct Clock {
-    epochs: f64,
-    steps_per_epoch: Option<f64>,
-}
-
-impl Clock {
-    fn epochs(&self, t: Time) -> Option<f64> {
-        match t {
-            Time::Epochs(e) => Some(e),
-            Time::Fraction(f) => Some(f * self.epochs),
-            Time::Steps(s) => self.steps_per_epoch.map(|k| s as f64 / k),
-        }
-    }
-}
-
 pub fn check(sink: &mut Sink, plan: &mut Plan, dense: &[(String, Span)], spans: &Spans) {
-    let clock = Clock {
-        epochs: plan.train.epochs as f64,
-        steps_per_epoch: static_train_size(&plan.data).map(|n| (n as f64 / plan.train.batch as f64).ceil()),
-    };
+    let epochs = plan.train.epochs as f64;
+    // Whole batches, as the engine's `Clock` counts them; unknown when the data decides.
+    let steps_per_epoch = static_train_size(&plan.data).map(|n| (n / plan.train.batch.max(1)) as f64);
     let run_span = spans.epochs;
     let schedule_span = spans.schedule.unwrap_or(plan.sparsity.span);
     let inside = |sink: &mut Sink, t: Time, span: Span, what: &str| {
-        if let Some(e) = clock.epochs(t) {
-            if e > clock.epochs + 1e-9 {
+        if let Some(e) = t.to_epochs(epochs, steps_per_epoch) {
+            if e > epochs + 1e-9 {
                 let mut d = Diagnostic::error(
                     "E0301",
-                    format!("{what} ({}) is after the end of training ({} epochs)", show_time(t), clock.epochs),
+                    format!("{what} ({}) is after the end of training ({} epochs)", show_time(t), epochs),
                 )
                 .at(span, "outside the training run")
                 .with_help("move it inside the run, or train for longer");
@@ -59,7 +43,7 @@ pub fn check(sink: &mut Sink, plan: &mut Plan, dense: &[(String, Span)], spans: 
         }
     };
     let window = |sink: &mut Sink, a: Time, b: Time, span: Span, what: &str| {
-        if let (Some(x), Some(y)) = (clock.epochs(a), clock.epochs(b)) {
+        if let (Some(x), Some(y)) = (a.to_epochs(epochs, steps_per_epoch), b.to_epochs(epochs, steps_per_epoch)) {
             if y <= x {
                 sink.push(
                     Diagnostic::error(
@@ -83,16 +67,16 @@ pub fn check(sink: &mut Sink, plan: &mut Plan, dense: &[(String, Span)], spans: 
         }
         Schedule::Cyclic { cycles, length, .. } => {
             positive_time(sink, *length, schedule_span, "the cycle length");
-            if let Some(l) = clock.epochs(*length) {
+            if let Some(l) = length.to_epochs(epochs, steps_per_epoch) {
                 let total = l * *cycles as f64;
-                if total > clock.epochs + 1e-9 {
+                if total > epochs + 1e-9 {
                     sink.push(
                         Diagnostic::error(
                             "E0301",
                             format!(
                                 "{cycles} cycles of {} need {total} epochs, but training has {}",
                                 show_time(*length),
-                                clock.epochs
+                                epochs
                             ),
                         )
                         .at(schedule_span, "outside the training run")
@@ -105,7 +89,9 @@ pub fn check(sink: &mut Sink, plan: &mut Plan, dense: &[(String, Span)], spans: 
     if let Some(f) = plan.sparsity.freeze_at {
         let span = spans.freeze.unwrap_or(plan.sparsity.span);
         inside(sink, f, span, "`freeze at`");
-        if let (Some(end), Some(fe)) = (schedule_end.and_then(|e| clock.epochs(e)), clock.epochs(f)) {
+        if let (Some(end), Some(fe)) =
+            (schedule_end.and_then(|e| e.to_epochs(epochs, steps_per_epoch)), f.to_epochs(epochs, steps_per_epoch))
+        {
             if fe < end {
                 sink.push(
                     Diagnostic::error("E0303", "`freeze at` comes before the sparsity schedule ends")
@@ -193,19 +179,9 @@ fn needs_residual(sink: &mut Sink, plan: &Plan, span: Span, what: &str) {
     }
 }
 
-fn layer_names(layers: &[Layer], out: &mut Vec<String>) {
-    for l in layers {
-        out.push(l.name.clone());
-        if let LayerKind::Residual { body, shortcut, .. } = &l.kind {
-            layer_names(body, out);
-            layer_names(shortcut, out);
-        }
-    }
-}
-
 fn overrides(sink: &mut Sink, plan: &Plan) {
     let mut names = Vec::new();
-    layer_names(&plan.model.layers, &mut names);
+    crate::ir::passes::for_each_layer(&plan.model.layers, &mut |l| names.push(l.name.clone()));
     for o in &plan.sparsity.overrides {
         let has_weight = plan.model.params.iter().any(|p| p.layer == o.layer && p.kind == ParamKind::Weight);
         if find_layer(&plan.model.layers, &o.layer).is_none() {
@@ -234,7 +210,7 @@ fn selectors(sink: &mut Sink, plan: &mut Plan, dense: &[(String, Span)]) {
             (0..plan.model.params.len()).filter(|&i| selects(sel, &plan.model.params[i], &plan.model.params)).collect();
         if hits.is_empty() && !SELECTORS.contains(&sel.as_str()) {
             let mut names: Vec<String> = Vec::new();
-            layer_names(&plan.model.layers, &mut names);
+            crate::ir::passes::for_each_layer(&plan.model.layers, &mut |l| names.push(l.name.clone()));
             let mut d = Diagnostic::error("E0305", format!("`{sel}` matches no layer of the model"))
                 .at(*span, "matches nothing");
             let cands: Vec<&str> = names.iter().map(String::as_str).chain(SELECTORS.iter().copied()).collect();

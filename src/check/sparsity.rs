@@ -3,6 +3,7 @@
 
 use super::reader::{self as r, check_block_use, count, missing, single, time_arg, Args, BlockReader, Sink};
 use crate::diagnostics::{Diagnostic, Span};
+use crate::ir::names::Named;
 use crate::ir::plan::*;
 use crate::syntax::ast::{Statement, Value, ValueKind};
 
@@ -60,13 +61,9 @@ pub fn sparsity(sink: &mut Sink, s: &Statement) -> Option<SparsitySpec> {
     }
     if let Some(st) = b.one("distribution") {
         let v = single(sink, st, "distribution uniform")?;
-        let (name, a) = r::variant(sink, v, "distribution", &["uniform", "erk", "global"])?;
+        let (name, a) = r::variant(sink, v, "distribution", &Distribution::names())?;
         a.finish(sink, &[]);
-        sp.distribution = match name {
-            "uniform" => Distribution::Uniform,
-            "erk" => Distribution::Erk,
-            _ => Distribution::Global,
-        };
+        sp.distribution = Distribution::from_name(name)?;
     }
     if let Some(st) = b.one("dense") {
         let v = single(sink, st, "dense [first, last]")?;
@@ -159,7 +156,7 @@ fn mask(sink: &mut Sink, v: &Value) -> Option<MaskMethod> {
         "synflow" => {
             (count(sink, &mut a, "rounds", 100, 100_000).map(|rounds| MaskMethod::Synflow { rounds }), &["rounds"])
         }
-        _ => {
+        "lottery" => {
             let rounds = count(sink, &mut a, "rounds", 5, 1000);
             let rate = a.named("rate").map_or(Some(0.2), |v| r::fraction(sink, v, "the pruning rate", false));
             let rewind = time_arg(sink, &mut a, "rewind", Some(Time::Steps(0)), "");
@@ -168,6 +165,8 @@ fn mask(sink: &mut Sink, v: &Value) -> Option<MaskMethod> {
                 &["rounds", "rate", "rewind"],
             )
         }
+        // `variant` accepted only the names of `MASKS`.
+        _ => return None,
     };
     a.finish(sink, known);
     m
@@ -192,24 +191,18 @@ fn schedule(sink: &mut Sink, v: &Value) -> Option<Schedule> {
             })();
             (s, &["start", "end", "every"])
         }
-        _ => {
+        "cyclic" => {
             let example = "cyclic(cycles: 2, length: 50 epochs, peak: 3x)";
             let cycles = count(sink, &mut a, "cycles", 1, 10_000);
             let length = time_arg(sink, &mut a, "length", None, example);
             let peak = a.named("peak").map_or(Some(2.0), |v| r::multiplier(sink, v, "peak"));
-            let shape = r::choice(
-                sink,
-                &mut a,
-                "shape",
-                "cycle shape",
-                &[("cosine", CycleShape::Cosine), ("triangular", CycleShape::Triangular)],
-                CycleShape::Cosine,
-            );
+            let shape = r::choice(sink, &mut a, "shape", "cycle shape", &CycleShape::table(), CycleShape::Cosine);
             (
                 (|| Some(Schedule::Cyclic { cycles: cycles?, length: length?, peak: peak?, shape: shape? }))(),
                 &["cycles", "length", "peak", "shape"],
             )
         }
+        _ => return None,
     };
     a.finish(sink, known);
     s
@@ -220,24 +213,10 @@ fn update(sink: &mut Sink, v: &Value) -> Option<Update> {
     let (u, known): (Option<Update>, &[&str]) = match name {
         "hard" => (Some(Update::Hard), &[]),
         "soft_threshold" => {
-            let ste = r::choice(
-                sink,
-                &mut a,
-                "ste",
-                "straight-through mode",
-                &[("dense", Ste::Dense), ("masked", Ste::Masked)],
-                Ste::Dense,
-            );
+            let ste = r::choice(sink, &mut a, "ste", "straight-through mode", &Ste::table(), Ste::Dense);
             let rescale = a.named("rescale").map_or(Some(true), |v| r::boolean(sink, v));
             let sigma = a.named("sigma").map_or(Some(false), |v| r::boolean(sink, v));
-            let scope = r::choice(
-                sink,
-                &mut a,
-                "scope",
-                "scope",
-                &[("global", Scope::Global), ("layer", Scope::Layer)],
-                Scope::Global,
-            );
+            let scope = r::choice(sink, &mut a, "scope", "scope", &Scope::table(), Scope::Global);
             let kernel = match a.named("kernel") {
                 None => Some("soft_threshold".to_string()),
                 Some(Value { kind: ValueKind::Ident(k), .. }) => Some(k.clone()),
@@ -260,18 +239,11 @@ fn update(sink: &mut Sink, v: &Value) -> Option<Update> {
             })();
             (u, &["ste", "rescale", "scope", "sigma", "kernel"])
         }
-        _ => {
+        "prune_regrow" => {
             let example = "prune_regrow(every: 100 steps, drop: 30%)";
             let every = time_arg(sink, &mut a, "every", None, example);
             let drop = a.named("drop").map_or(Some(0.3), |v| r::fraction(sink, v, "the drop fraction", false));
-            let grow = r::choice(
-                sink,
-                &mut a,
-                "grow",
-                "growth rule",
-                &[("random", Growth::Random), ("gradient", Growth::Gradient)],
-                Growth::Gradient,
-            );
+            let grow = r::choice(sink, &mut a, "grow", "growth rule", &Growth::table(), Growth::Gradient);
             let until = a.named("until").map(|v| r::time(sink, v));
             let u = (|| {
                 Some(Update::PruneRegrow {
@@ -283,6 +255,7 @@ fn update(sink: &mut Sink, v: &Value) -> Option<Update> {
             })();
             (u, &["every", "drop", "grow", "until"])
         }
+        _ => return None,
     };
     a.finish(sink, known);
     u

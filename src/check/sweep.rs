@@ -3,19 +3,19 @@
 
 use super::reader::{self as r, unknown_name, BlockReader, Sink};
 use super::recipe::{check_recipe, RECIPE_KEYS};
-use super::techniques::TECHNIQUES;
+use super::techniques::technique_names;
 use crate::diagnostics::Diagnostic;
 use crate::ir::kernel::KernelDef;
 use crate::ir::{Sweep, Vary};
 use crate::syntax::ast::{Arg, Block, Ident, RecipeItem, Statement, SweepItem, Value, ValueKind};
 
-fn block_keys(block: &str) -> &'static [&'static str] {
+fn block_keys(block: &str) -> Vec<&'static str> {
     match block {
-        "sparsity" => &["target", "distribution", "dense", "layer", "mask", "schedule", "update", "freeze"],
-        "train" => &["epochs", "batch", "optimizer", "lr", "loss", "clip_grad_norm", "eval_every"],
-        "techniques" => TECHNIQUES,
-        "output" => &["dir", "checkpoint", "plots"],
-        _ => &[],
+        "sparsity" => vec!["target", "distribution", "dense", "layer", "mask", "schedule", "update", "freeze"],
+        "train" => vec!["epochs", "batch", "optimizer", "lr", "loss", "clip_grad_norm", "eval_every"],
+        "techniques" => technique_names(),
+        "output" => vec!["dir", "checkpoint", "plots"],
+        _ => vec![],
     }
 }
 

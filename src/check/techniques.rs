@@ -2,30 +2,34 @@
 
 use super::reader::{self as r, check_block_use, count, time_arg, Args, BlockReader, Sink};
 use crate::diagnostics::Diagnostic;
+use crate::ir::names::{Named, TechniqueKind};
 use crate::ir::plan::*;
 use crate::syntax::ast::Statement;
 
-pub const TECHNIQUES: &[&str] =
-    &["ghost_neurons", "ghost_skip", "label_smoothing", "gradinit", "dyrelu", "weight_sharing"];
+/// The statement keywords of the `techniques` block.
+pub fn technique_names() -> Vec<&'static str> {
+    TechniqueKind::names()
+}
 
 pub fn techniques(sink: &mut Sink, s: &Statement) -> Vec<Technique> {
     check_block_use(sink, s, true);
     let Some(block) = &s.block else { return vec![] };
-    let b = BlockReader::new(sink, block, "techniques", TECHNIQUES, &[]);
+    let names = technique_names();
+    let b = BlockReader::new(sink, block, "techniques", &names, &[]);
     let mut out = Vec::new();
-    for &k in TECHNIQUES {
-        let Some(st) = b.one(k) else { continue };
+    for &k in TechniqueKind::ALL {
+        let Some(st) = b.one(k.name()) else { continue };
         check_block_use(sink, st, false);
         let mut a = Args::of_statement(sink, st);
         let span = st.span;
         let (t, known): (Option<Technique>, &[&str]) = match k {
-            "ghost_neurons" => {
+            TechniqueKind::GhostNeurons => {
                 let activation = r::choice(
                     sink,
                     &mut a,
                     "activation",
                     "soft activation",
-                    &[("swish", Activation::Swish), ("mish", Activation::Mish), ("gelu", Activation::Gelu)],
+                    &Activation::table().into_iter().filter(|(_, a)| *a != Activation::Relu).collect::<Vec<_>>(),
                     Activation::Swish,
                 );
                 let until = time_arg(sink, &mut a, "until", Some(Time::Fraction(0.4)), "");
@@ -36,7 +40,7 @@ pub fn techniques(sink: &mut Sink, s: &Statement) -> Vec<Technique> {
                     &["activation", "until", "blend"],
                 )
             }
-            "ghost_skip" => {
+            TechniqueKind::GhostSkip => {
                 let init = a.named("init").map_or(Some(1e-4), |v| r::positive(sink, v, "init"));
                 let fade = match a.named("fade") {
                     None => Some((Time::Fraction(0.0), Time::Fraction(0.4))),
@@ -47,7 +51,7 @@ pub fn techniques(sink: &mut Sink, s: &Statement) -> Vec<Technique> {
                     &["init", "fade"],
                 )
             }
-            "label_smoothing" => {
+            TechniqueKind::LabelSmoothing => {
                 let alpha =
                     a.require(sink, 0, "alpha", "label_smoothing(0.1)").and_then(|v| r::probability(sink, v, "alpha"));
                 let style = r::choice(
@@ -55,7 +59,7 @@ pub fn techniques(sink: &mut Sink, s: &Statement) -> Vec<Technique> {
                     &mut a,
                     "style",
                     "smoothing style",
-                    &[("uniform", SmoothingStyle::Uniform), ("others", SmoothingStyle::Others)],
+                    &SmoothingStyle::table(),
                     SmoothingStyle::Uniform,
                 );
                 if alpha == Some(1.0) {
@@ -65,7 +69,7 @@ pub fn techniques(sink: &mut Sink, s: &Statement) -> Vec<Technique> {
                 }
                 ((|| Some(Technique::LabelSmoothing { alpha: alpha?, style: style?, span }))(), &["alpha", "style"])
             }
-            "gradinit" => {
+            TechniqueKind::GradInit => {
                 let iters = count(sink, &mut a, "iters", 180, 1_000_000);
                 let lr = a.named("lr").map_or(Some(1e-2), |v| r::positive(sink, v, "lr"));
                 let eta = a.named("eta").map_or(Some(0.1), |v| r::positive(sink, v, "eta"));
@@ -75,7 +79,7 @@ pub fn techniques(sink: &mut Sink, s: &Statement) -> Vec<Technique> {
                     &["iters", "lr", "eta", "min_scale"],
                 )
             }
-            "dyrelu" => {
+            TechniqueKind::DyRelu => {
                 let phase = match a.named("phase_out") {
                     None => Some((Time::Fraction(0.25), Time::Fraction(0.5))),
                     Some(v) => r::time_range(sink, v).map(|(a, b, _, _)| (a, b)),
@@ -93,7 +97,7 @@ pub fn techniques(sink: &mut Sink, s: &Statement) -> Vec<Technique> {
                     &["phase_out", "reduction"],
                 )
             }
-            _ => {
+            TechniqueKind::WeightSharing => {
                 let from = a.named("from_block").map_or(Some(1), |v| r::int(sink, v, "from_block", 1, 1000));
                 (from.map(|f| Technique::WeightSharing { from_block: f as usize, span }), &["from_block"])
             }

@@ -43,6 +43,18 @@ impl Time {
     }
 }
 
+impl Time {
+    /// This time in epochs of a run of `epochs`, when it can be known before the data is
+    /// loaded (steps need the number of steps per epoch).
+    pub fn to_epochs(self, epochs: f64, steps_per_epoch: Option<f64>) -> Option<f64> {
+        match self {
+            Time::Epochs(e) => Some(e),
+            Time::Fraction(f) => Some(f * epochs),
+            Time::Steps(s) => steps_per_epoch.filter(|k| *k > 0.0).map(|k| s as f64 / k),
+        }
+    }
+}
+
 /// One run's training time: resolves [`Time`]s to steps once the data (and so the number of
 /// steps per epoch) is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,19 +347,6 @@ pub enum AddedBy {
     GhostSkip,
     DyRelu,
     WeightSharing,
-}
-
-impl AddedBy {
-    pub const ALL: [AddedBy; 3] = [AddedBy::GhostSkip, AddedBy::DyRelu, AddedBy::WeightSharing];
-
-    /// The technique's name in the language.
-    pub fn name(self) -> &'static str {
-        match self {
-            AddedBy::GhostSkip => "ghost_skip",
-            AddedBy::DyRelu => "dyrelu",
-            AddedBy::WeightSharing => "weight_sharing",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -3,6 +3,7 @@
 
 use std::fmt::{self, Display, Formatter, Write};
 
+use super::names::Named;
 use super::plan::*;
 use super::Sweep;
 
@@ -36,17 +37,13 @@ fn layer_kind(k: &LayerKind) -> String {
         LayerKind::AvgPool { size, stride } => format!("avgpool {size} stride: {stride}"),
         LayerKind::GlobalAvgPool => "global_avgpool".into(),
         LayerKind::BatchNorm { eps, momentum } => format!("batchnorm eps: {eps} momentum: {momentum}"),
-        LayerKind::Act(a) => name(*a),
+        LayerKind::Act(a) => a.name().into(),
         LayerKind::Flatten => "flatten".into(),
         LayerKind::Dropout { p } => format!("dropout {p}"),
         LayerKind::Residual { .. } => "residual".into(),
-        LayerKind::ActBlend { from, to, ramp } => format!("blend {} -> {} weight {ramp}", name(*from), name(*to)),
+        LayerKind::ActBlend { from, to, ramp } => format!("blend {} -> {} weight {ramp}", from.name(), to.name()),
         LayerKind::DyRelu { reduction, phase_out } => format!("dyrelu reduction: {reduction} weight {phase_out}"),
     }
-}
-
-fn name(a: Activation) -> String {
-    format!("{a:?}").to_lowercase()
 }
 
 impl Display for Ramp {
@@ -98,11 +95,7 @@ impl Display for Schedule {
             Schedule::Linear { start, end, every } => write!(f, "linear(start: {start}, end: {end}, every: {every})"),
             Schedule::Cubic { start, end, every } => write!(f, "cubic(start: {start}, end: {end}, every: {every})"),
             Schedule::Cyclic { cycles, length, peak, shape } => {
-                write!(
-                    f,
-                    "cyclic(cycles: {cycles}, length: {length}, peak: {peak}x, shape: {})",
-                    format!("{shape:?}").to_lowercase()
-                )
+                write!(f, "cyclic(cycles: {cycles}, length: {length}, peak: {peak}x, shape: {})", shape.name())
             }
         }
     }
@@ -115,16 +108,11 @@ impl Display for Update {
             Update::SoftThreshold { ste, rescale, scope, sigma, kernel } => write!(
                 f,
                 "soft_threshold(ste: {}, rescale: {rescale}, scope: {}, sigma: {sigma}, kernel: {kernel})",
-                format!("{ste:?}").to_lowercase(),
-                format!("{scope:?}").to_lowercase()
+                ste.name(),
+                scope.name()
             ),
             Update::PruneRegrow { every, drop, grow, until } => {
-                write!(
-                    f,
-                    "prune_regrow(every: {every}, drop: {}, grow: {}",
-                    pct(*drop),
-                    format!("{grow:?}").to_lowercase()
-                )?;
+                write!(f, "prune_regrow(every: {every}, drop: {}, grow: {}", pct(*drop), grow.name())?;
                 match until {
                     Some(u) => write!(f, ", until: {u})"),
                     None => f.write_str(")"),
@@ -138,17 +126,13 @@ impl Display for Technique {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
             Technique::GhostNeurons { activation, until, blend, .. } => {
-                write!(
-                    f,
-                    "ghost_neurons(activation: {}, until: {until}, blend: {blend})",
-                    format!("{activation:?}").to_lowercase()
-                )
+                write!(f, "ghost_neurons(activation: {}, until: {until}, blend: {blend})", activation.name())
             }
             Technique::GhostSkip { init, fade_start, fade_end, .. } => {
                 write!(f, "ghost_skip(init: {init}, fade: {fade_start} .. {fade_end})")
             }
             Technique::LabelSmoothing { alpha, style, .. } => {
-                write!(f, "label_smoothing({alpha}, style: {})", format!("{style:?}").to_lowercase())
+                write!(f, "label_smoothing({alpha}, style: {})", style.name())
             }
             Technique::GradInit { iters, lr, eta, min_scale, .. } => {
                 write!(f, "gradinit(iters: {iters}, lr: {lr}, eta: {eta}, min_scale: {min_scale})")
@@ -268,7 +252,7 @@ impl Display for Plan {
         for p in &m.params {
             let how = match (p.masked, p.target) {
                 (false, _) if p.added_by.is_some() => {
-                    format!("dense, added by {}", p.added_by.map_or("", AddedBy::name))
+                    format!("dense, added by {}", p.added_by.map_or("", Named::name))
                 }
                 (false, _) => "dense".to_string(),
                 (true, Some(t)) => format!("masked target {}", pct(t)),
@@ -287,7 +271,7 @@ impl Display for Plan {
         let sp = &self.sparsity;
         writeln!(s, "  sparsity")?;
         writeln!(s, "    target {}", pct(sp.target))?;
-        writeln!(s, "    distribution {}", format!("{:?}", sp.distribution).to_lowercase())?;
+        writeln!(s, "    distribution {}", sp.distribution.name())?;
         writeln!(s, "    dense [{}]", sp.dense.join(", "))?;
         for o in &sp.overrides {
             writeln!(s, "    layer {:?} {}", o.layer, pct(o.target))?;

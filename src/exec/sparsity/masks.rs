@@ -3,8 +3,9 @@
 //! weights and optimizer state re-masked, each group holding the zeros its schedule asks for
 //! at step 0.
 
+use super::rules::magnitude_group;
 use super::scores::{self, Probe};
-use super::{magnitude_group, Sparsifier};
+use super::Sparsifier;
 use crate::data::DataSet;
 use crate::exec::error::RunError;
 use crate::exec::graph::Graph;
@@ -29,11 +30,11 @@ pub fn set_initial_masks(
         MaskMethod::Dense | MaskMethod::Lottery { .. } => None,
         MaskMethod::Random => {
             let mut rng = Stream::Masks.rng(plan.seed);
-            for (gi, (g, k)) in groups.iter().enumerate() {
+            for (g, k) in &groups {
                 let mut ps = g.members_mut(params);
                 random_masks(*k, &mut ps.iter_mut().map(|p| &mut p.mask[..]).collect::<Vec<_>>(), &mut rng);
-                sp.applied[gi] = Some(*k);
             }
+            sp.note_zeros(groups.iter().map(|(_, k)| Some(*k)).collect());
             None
         }
         // The schedule's first `prepare` recomputes magnitude masks (`applied` stays unknown).

@@ -8,7 +8,6 @@ use super::Trainer;
 use crate::data::Split;
 use crate::exec::error::RunError;
 use crate::exec::graph::{Batch, Mode};
-use crate::exec::sparsity::Rule;
 use crate::ir::plan::AddedBy;
 use crate::report::flops::flops;
 use crate::report::rundir::Named;
@@ -125,7 +124,7 @@ impl Trainer<'_> {
         let err = |f: &str| RunError::io(dir.path.join(f));
         self.save_weights("weights.safetensors")?;
         // Under soft thresholding the realised mask is where the effective weight survives.
-        let soft = matches!(self.sparsifier.rule, Rule::Soft { .. });
+        let soft = self.sparsifier.is_soft();
         let masks: Vec<(String, Vec<usize>, Vec<f32>)> = self
             .params
             .iter()
