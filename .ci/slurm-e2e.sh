@@ -31,7 +31,10 @@ finish() {
 trap finish EXIT
 
 echo "== sprsc sweep --slurm against a real one-node Slurm in $cluster"
-eval "$(bash .ci/slurm-up.sh "$cluster")"
+# An assignment fails with its command substitution, so `set -e` stops here if the cluster
+# does not come up (`eval "$(...)"` alone would not).
+env_line="$(bash .ci/slurm-up.sh "$cluster")"
+eval "$env_line"
 export SLURM_CONF
 echo "== slurm up after $(( $(date +%s) - start )) s; the sweep as a job array"
 SPRSC_SLURM_E2E_DIR="$root/work" cargo test --test slurm_e2e -- --ignored --nocapture

@@ -297,3 +297,53 @@ fn a_cell_run_twice_at_once_leaves_one_whole_result() {
     assert_eq!(leftovers(&out), Vec::<String>::new());
     assert!(sweep(&file, &out, &["--index", "3"], &[]).status.success());
 }
+
+#[test]
+fn a_cell_that_fails_at_run_time_is_recorded_and_collected_with_its_diagnostic() {
+    let tmp = common::temp_dir("sweep-fail");
+    let file = tmp.join("batch.sprs");
+    // A batch larger than the training split: no step to take (E0705), found only at run time.
+    std::fs::write(
+        &file,
+        GRID.replace(
+            "sweep grid {\n  recipes [a, b]\n  vary sparsity.target [80%, 95%]",
+            "sweep grid {\n  recipes [a]\n  vary train.batch [50, 1000]",
+        ),
+    )
+    .unwrap();
+    let out = tmp.join("out");
+    let o = sweep(&file, &out, &["--index", "2"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("training has no steps"), "{}", stderr(&o));
+    assert!(!out.join("a-1000-seed0").exists());
+    assert_eq!(leftovers(&out), Vec::<String>::new(), "the failed run's private directory is gone");
+    let o = sweep(&file, &out, &["--collect"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("cell 2 (a-1000 seed 0): failed: error[E0705]"), "{err}");
+    assert!(err.contains("help: use a smaller `batch`"), "the rendered diagnostic is listed:\n{err}");
+    let csv = std::fs::read_to_string(out.join("ab.csv")).unwrap();
+    assert_eq!(csv.lines().nth(1), Some("a,1000,0,NaN,NaN,0.0,E0705"), "{csv}");
+}
+
+#[test]
+fn a_result_of_another_plan_is_not_collected_as_finished() {
+    let tmp = common::temp_dir("sweep-stale");
+    let file = grid_file(&tmp);
+    let out = tmp.join("out");
+    assert!(sweep(&file, &out, &["--index", "0"], &[]).status.success());
+    // The same cell under another learning rate is another plan: its old directory is stale.
+    let lr = ["--set", "train.optimizer.lr=0.05"];
+    let o = sweep(&file, &out, &[&lr[..], &["--collect"]].concat(), &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cell 0 (a-80 seed 0): failed: error[E0709]"), "{}", stderr(&o));
+    let o = sweep(&file, &out, &[&lr[..], &["--slurm", "--missing"]].concat(), &[]);
+    let script = std::fs::read_to_string(stdout(&o).trim()).unwrap();
+    assert!(script.lines().any(|l| l == "#SBATCH --array=0-7"), "{script}");
+    // Running the cell again replaces the stale result, and --index keeps the new one.
+    assert!(sweep(&file, &out, &[&lr[..], &["--index", "0"]].concat(), &[]).status.success());
+    let plan = std::fs::read_to_string(out.join("a-80-seed0/plan.txt")).unwrap();
+    assert!(plan.contains("lr: 0.05"), "{plan}");
+    let o = sweep(&file, &out, &[&lr[..], &["--index", "0"]].concat(), &[]);
+    assert!(stderr(&o).contains("already finished"), "{}", stderr(&o));
+}
