@@ -7,14 +7,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)/target/slurm-e2e"
-cluster="$root/cluster"
-bash .ci/slurm-down.sh "$cluster" 2>/dev/null || true
+# A cluster left by an interrupted run goes first (its directory is recorded in $root).
+if [ -s "$root/cluster-dir" ]; then
+  bash .ci/slurm-down.sh "$(cat "$root/cluster-dir")" || true
+  rm -rf "$(cat "$root/cluster-dir")"
+fi
 rm -rf "$root"
 mkdir -p "$root"
+# The daemons' directory is short: munged's socket path must fit in 108 bytes.
+cluster="$(mktemp -d /tmp/sprsc-slurm.XXXXXX)"
+echo "$cluster" >"$root/cluster-dir"
 start=$(date +%s)
 
 logs() {
-  for f in "$cluster/munge/munged.log" "$cluster/slurmctld.log" "$cluster/slurmd.log"; do
+  echo "--- sinfo / squeue"
+  sinfo -N -l 2>&1 || true
+  squeue -a 2>&1 || true
+  for f in "$cluster/munge/munged.log" "$cluster/slurmctld.log" "$cluster/slurmd.log" "$root"/work/*/slurm/*.out; do
+    [ -e "$f" ] || continue
     echo "--- $f (last 40 lines)"
     tail -n 40 "$f" 2>/dev/null || true
   done
@@ -26,6 +36,7 @@ finish() {
     logs
   fi
   bash .ci/slurm-down.sh "$cluster" || true
+  rm -rf "$cluster" "$root/cluster-dir"
   exit "$status"
 }
 trap finish EXIT

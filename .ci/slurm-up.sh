@@ -12,6 +12,8 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! comm
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >&2
 fi
 
+# munged runs as the munge user: it must reach its directory (mktemp makes 0700 ones).
+chmod 0755 "$dir"
 mkdir -p "$dir/state" "$dir/spool" "$dir/munge"
 chown munge:munge "$dir/munge"
 chmod 0755 "$dir/munge"

@@ -29,7 +29,12 @@ pub fn sweep(
     let opts = RunOptions { out_dir: None, threads, quiet: true, max_steps: None, max_eval: None };
     let cells = || cells::cells(file, &text, sweep, sets, &out);
     match mode {
-        SweepMode::Run => run_all(file, &text, sweep, sets, &out, &opts),
+        SweepMode::Run => {
+            if let Ok(task) = std::env::var("SLURM_ARRAY_TASK_ID") {
+                eprintln!("note: in Slurm array task {task}, this runs every cell; `--index` runs only cell {task}");
+            }
+            run_all(file, &text, sweep, sets, &out, &opts)
+        }
         SweepMode::List => list(&cells()),
         SweepMode::Cell(index, hash) => run_one(&cells(), index, hash.as_deref(), &opts),
         SweepMode::Slurm(args) => write_job(file, sweep, &cells(), &out, sets, threads, &args),
