@@ -77,7 +77,8 @@ fn a_sweep_as_a_slurm_job_array_collects_to_the_local_table() {
     std::fs::create_dir_all(work).unwrap();
     let file = work.join("grid.sprs");
     std::fs::write(&file, GRID).unwrap();
-    let (local, cluster) = (work.join("local"), work.join("cluster"));
+    // A space in the path, as in many home directories: the script quotes it for bash and sbatch.
+    let (local, cluster) = (work.join("local"), work.join("cluster runs"));
 
     assert!(sweep(&file, &local, &[]).status.success(), "the local sweep");
     let job = submit_and_wait(&file, &cluster, &[]);

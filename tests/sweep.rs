@@ -253,9 +253,12 @@ fn collect_gives_the_table_of_a_local_sweep() {
     for i in [0, 1, 2, 3, 7] {
         assert!(sweep(&file, &cells, &["--index", &i.to_string()], &[]).status.success());
     }
+    // What a task killed by its time limit leaves: a private directory, never the run directory.
+    std::fs::create_dir(cells.join(".b-80-seed0.tmp-killed")).unwrap();
     let o = sweep(&file, &cells, &["--collect"], &[]);
     assert_eq!(o.status.code(), Some(1), "three cells are missing");
     assert!(stderr(&o).contains("cell 4 (b-80 seed 0): missing"), "{}", stderr(&o));
+    assert!(stderr(&o).contains(".b-80-seed0.tmp-killed (running, or killed)"), "{}", stderr(&o));
     let o = sweep(&file, &cells, &["--slurm", "--missing"], &[]);
     let script = std::fs::read_to_string(stdout(&o).trim()).unwrap();
     assert!(script.lines().any(|l| l == "#SBATCH --array=4-6"), "{script}");

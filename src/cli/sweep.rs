@@ -206,6 +206,10 @@ fn write_job(
         workdir: absolute(Path::new(".")),
         resources,
     };
+    if let Err(e) = job.check() {
+        eprintln!("error: {e}");
+        return 2;
+    }
     let script = slurm::script(&job, cells, &indices);
     let dir = slurm::slurm_dir(&job.out);
     let path = dir.join(format!("{}{}.sbatch", sweep.name, if args.missing { "-missing" } else { "" }));
@@ -224,9 +228,9 @@ fn write_job(
             println!("{id}");
             eprintln!(
                 "submitted job {id}; when it is done: sprsc sweep {} --sweep {} --out {} --collect",
-                file.display(),
+                slurm::quote(&file.display().to_string()),
                 sweep.name,
-                out.display()
+                slurm::quote(&out.display().to_string())
             );
             0
         }
@@ -256,8 +260,13 @@ fn collect(sweep: &Sweep, cells: &[Cell], out: &Path) -> i32 {
                 let log = slurm::latest_log(out, c.index)
                     .map(|p| format!("; Slurm log {}{}", p.display(), last_line(&p)))
                     .unwrap_or_default();
+                let partial: String = c
+                    .partial_runs()
+                    .iter()
+                    .map(|p| format!("; partial run {} (running, or killed)", p.display()))
+                    .collect();
                 eprintln!(
-                    "cell {} ({} seed {}): missing: no result in {}{log}",
+                    "cell {} ({} seed {}): missing: no result in {}{log}{partial}",
                     c.index,
                     c.label(),
                     c.seed,

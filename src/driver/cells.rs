@@ -75,6 +75,23 @@ impl Cell {
         sibling(&self.dir, ".error.json")
     }
 
+    /// Private directories of runs of this cell that have not finished: running now, or killed
+    /// (a time limit, a node failure) before they could rename themselves into place.
+    pub fn partial_runs(&self) -> Vec<PathBuf> {
+        let prefix = hidden(&sibling(&self.dir, ".tmp-"));
+        let (Some(parent), Some(prefix)) = (prefix.parent(), prefix.file_name().and_then(|n| n.to_str())) else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir(parent) else { return Vec::new() };
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(prefix)))
+            .map(|e| e.path())
+            .collect();
+        found.sort();
+        found
+    }
+
     /// Checks that the cell's plan is the one a job was submitted with (the script passes the
     /// hash it recorded), so that a recipe edited after `--slurm` does not run unnoticed.
     pub fn verify_plan_hash(&self, expected: &str) -> Result<(), Diagnostic> {

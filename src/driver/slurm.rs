@@ -79,6 +79,19 @@ pub struct Job<'a> {
     pub resources: Resources,
 }
 
+impl Job<'_> {
+    /// Paths that an `#SBATCH` line cannot carry.
+    pub fn check(&self) -> Result<(), String> {
+        for path in [&self.out, &self.workdir] {
+            let text = path.display().to_string();
+            if text.contains(['"', '\n', '\r']) {
+                return Err(format!("`{text}` has a double quote or a line break, which an #SBATCH line cannot carry"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Where the script and the tasks' logs go: `<out>/slurm/`.
 pub fn slurm_dir(out: &Path) -> PathBuf {
     out.join("slurm")
@@ -106,8 +119,8 @@ pub fn script(job: &Job, cells: &[Cell], indices: &[usize]) -> String {
     let _ = writeln!(s, "#SBATCH --job-name=sprsc-{}", job.sweep);
     let max = r.max_parallel.map(|k| format!("%{k}")).unwrap_or_default();
     let _ = writeln!(s, "#SBATCH --array={}{max}", array_spec(indices));
-    let _ = writeln!(s, "#SBATCH --output={}/%A_%a.out", slurm_dir(&job.out).display());
-    let _ = writeln!(s, "#SBATCH --chdir={}", job.workdir.display());
+    let _ = writeln!(s, "#SBATCH --output={}", directive(&format!("{}/%A_%a.out", slurm_dir(&job.out).display())));
+    let _ = writeln!(s, "#SBATCH --chdir={}", directive(&job.workdir.display().to_string()));
     let _ = writeln!(s, "#SBATCH --ntasks=1");
     if let Some(p) = &r.partition {
         let _ = writeln!(s, "#SBATCH --partition={p}");
@@ -138,6 +151,16 @@ pub fn script(job: &Job, cells: &[Cell], indices: &[usize]) -> String {
         q(&job.out),
     );
     s
+}
+
+/// A value of an `#SBATCH` line: sbatch splits those lines at white space unless the value is
+/// in double quotes. (`Job::check` refuses paths with a double quote or a line break.)
+fn directive(value: &str) -> String {
+    if value.contains(char::is_whitespace) {
+        format!("\"{value}\"")
+    } else {
+        value.to_string()
+    }
 }
 
 /// Slurm's `--array` list: sorted indices with runs folded into ranges, `0-3,5,7-8`.
@@ -200,6 +223,73 @@ pub fn latest_log(out: &Path, index: usize) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_script_runs_the_chosen_cells_as_array_tasks() {
+        let text = "recipe a {
+  data synthetic_digits(train: 400, test: 200)
+  model lenet300_100
+  train { epochs 1; batch 50 }
+}
+sweep s {
+  recipes [a]
+  seeds [0, 1, 2]
+}
+";
+        let comp = crate::compile_source(Path::new("s.sprs"), text.to_string(), &[]);
+        assert!(!comp.has_errors());
+        let sets = ["train.epochs=2".to_string(), "model=lenet5_caffe(width: 2)".to_string()];
+        let cells =
+            super::super::cells::cells(Path::new("s.sprs"), text, &comp.checked.sweeps[0], &sets, Path::new("o"));
+        let job = Job {
+            exe: "/opt/sprsc".into(),
+            file: "/w/s.sprs".into(),
+            sweep: "s",
+            out: "/w/my runs".into(),
+            sets: &sets,
+            threads: None,
+            workdir: "/w".into(),
+            resources: Resources {
+                partition: Some("cpu".into()),
+                max_parallel: Some(2),
+                mem: Some("4G".into()),
+                ..Default::default()
+            },
+        };
+        let hashes: Vec<String> = cells.iter().map(|c| c.plan_hash().unwrap()).collect();
+        assert_eq!(hashes.len(), 3);
+        assert!(hashes[0] != hashes[1] && hashes[1] != hashes[2], "the seed is part of the plan");
+        let v = env!("CARGO_PKG_VERSION");
+        let want = format!(
+            "#!/bin/bash
+# Sweep `s` of /w/s.sprs as a Slurm job array: task i runs cell i.
+# Written by sprsc {v}.
+# Sweep plan hash {sweep}: FNV-1a of the cells' plan hashes below, in order.
+# 2 of 3 cells. Collect with: sprsc sweep FILE --sweep s --out OUT --collect
+#SBATCH --job-name=sprsc-s
+#SBATCH --array=0,2%2
+#SBATCH --output=\"/w/my runs/slurm/%A_%a.out\"
+#SBATCH --chdir=/w
+#SBATCH --ntasks=1
+#SBATCH --partition=cpu
+#SBATCH --mem=4G
+set -euo pipefail
+sprsc=/opt/sprsc
+if [ \"$(\"$sprsc\" --version)\" != 'sprsc {v}' ]; then
+  echo \"warning: $sprsc is not sprsc {v} any more\" >&2
+fi
+# Cell i's plan hash; a task whose recipe changed since now stops with E0709.
+hashes=({h0} {h1} {h2})
+exec \"$sprsc\" sweep /w/s.sprs --sweep s --out '/w/my runs' --index \"$SLURM_ARRAY_TASK_ID\" \\
+  --plan-hash \"${{hashes[$SLURM_ARRAY_TASK_ID]}}\" --threads \"${{SLURM_CPUS_PER_TASK:-1}}\" --set train.epochs=2 --set 'model=lenet5_caffe(width: 2)'
+",
+            sweep = super::super::cells::plan_hash(&hashes.concat()),
+            h0 = hashes[0],
+            h1 = hashes[1],
+            h2 = hashes[2],
+        );
+        assert_eq!(script(&job, &cells, &[2, 0]), want);
+    }
 
     #[test]
     fn array_specs_fold_runs_into_ranges() {
