@@ -5,24 +5,11 @@
 //! Ignored by `cargo test`: it needs a running cluster. `.ci/slurm-e2e.sh` starts a one-node
 //! Slurm (munged, slurmctld, slurmd) and runs it with `cargo test --test slurm_e2e -- --ignored`.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-const GRID: &str = "recipe a {
-  data synthetic_digits(train: 400, test: 200)
-  model lenet300_100
-  sparsity { target 90%; mask magnitude; schedule cubic(end: 1 epoch, every: 2 steps) }
-  train { epochs 1; batch 50; optimizer sgd(lr: 0.1, momentum: 0.9) }
-}
-recipe b extends a { sparsity { distribution global } }
-sweep grid {
-  recipes [a, b]
-  vary sparsity.target [80%, 95%]
-  seeds [0]
-  report \"grid\"
-}
-";
 
 fn run(cmd: &mut Command) -> Output {
     let o = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
@@ -63,11 +50,6 @@ fn submit_and_wait(file: &Path, out: &Path, extra: &[&str]) -> String {
     id
 }
 
-/// The report's rows without the seconds and the run directory, which differ between runs.
-fn results(csv: &str) -> Vec<String> {
-    csv.lines().map(|l| l.split(',').collect::<Vec<_>>()).map(|f| f[..f.len() - 2].join(",")).collect()
-}
-
 #[test]
 #[ignore = "needs a running Slurm cluster: .ci/slurm-e2e.sh starts one"]
 fn a_sweep_as_a_slurm_job_array_collects_to_the_local_table() {
@@ -76,7 +58,8 @@ fn a_sweep_as_a_slurm_job_array_collects_to_the_local_table() {
     let _ = std::fs::remove_dir_all(work);
     std::fs::create_dir_all(work).unwrap();
     let file = work.join("grid.sprs");
-    std::fs::write(&file, GRID).unwrap();
+    // Seed 0 only: four cells.
+    std::fs::write(&file, common::SWEEP_GRID.replace("seeds [0, 1]", "seeds [0]")).unwrap();
     // A space in the path, as in many home directories: the script quotes it for bash and sbatch.
     let (local, cluster) = (work.join("local"), work.join("cluster runs"));
 
@@ -88,10 +71,10 @@ fn a_sweep_as_a_slurm_job_array_collects_to_the_local_table() {
     }
     let o = sweep(&file, &cluster, &["--collect"]);
     assert!(o.status.success(), "collect: every cell finished");
-    let read = |dir: &Path| std::fs::read_to_string(dir.join("grid.csv")).unwrap();
+    let read = |dir: &Path| std::fs::read_to_string(dir.join("ab.csv")).unwrap();
     let (want, got) = (read(&local), read(&cluster));
-    assert_eq!(results(&got), results(&want), "collected:\n{got}\nlocal:\n{want}");
-    assert_eq!(results(&got).len(), 5, "a header and 4 cells");
+    assert_eq!(common::sweep_results(&got), common::sweep_results(&want), "collected:\n{got}\nlocal:\n{want}");
+    assert_eq!(common::sweep_results(&got).len(), 5, "a header and 4 cells");
 
     // A lost result: collect says so, and --missing submits that cell alone.
     std::fs::remove_dir_all(cluster.join("b-80-seed0")).unwrap();
@@ -104,5 +87,5 @@ fn a_sweep_as_a_slurm_job_array_collects_to_the_local_table() {
     assert!(cluster.join(format!("slurm/{job}_2.out")).is_file());
     let o = sweep(&file, &cluster, &["--collect"]);
     assert!(o.status.success(), "collect after --missing");
-    assert_eq!(results(&read(&cluster)), results(&want));
+    assert_eq!(common::sweep_results(&read(&cluster)), common::sweep_results(&want));
 }

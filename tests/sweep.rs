@@ -7,22 +7,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// Two recipes x two targets x two seeds: eight cells, about a second each.
-const GRID: &str = "recipe a {
-  data synthetic_digits(train: 400, test: 200)
-  model lenet300_100
-  sparsity { target 90%; mask magnitude; schedule cubic(end: 1 epoch, every: 2 steps) }
-  train { epochs 1; batch 50; optimizer sgd(lr: 0.1, momentum: 0.9) }
-}
-recipe b extends a { sparsity { distribution global } }
-sweep grid {
-  recipes [a, b]
-  vary sparsity.target [80%, 95%]
-  seeds [0, 1]
-  report \"ab\"
-}
-";
-
 /// `sprsc sweep FILE --out OUT --threads 1 ARGS...` with extra environment variables.
 fn sweep(file: &Path, out: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sprsc"));
@@ -36,7 +20,7 @@ fn sweep(file: &Path, out: &Path, args: &[&str], env: &[(&str, &str)]) -> Output
 
 fn grid_file(tmp: &Path) -> PathBuf {
     let file = tmp.join("sweep.sprs");
-    std::fs::write(&file, GRID).unwrap();
+    std::fs::write(&file, common::SWEEP_GRID).unwrap();
     file
 }
 
@@ -46,12 +30,6 @@ fn stderr(o: &Output) -> String {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The report's rows without the columns that differ between two runs of the same grid: the
-/// seconds and the run directory.
-fn results(csv: &str) -> Vec<String> {
-    csv.lines().map(|l| l.split(',').collect::<Vec<_>>()).map(|f| f[..f.len() - 2].join(",")).collect()
 }
 
 /// Names in `dir` that start with a dot: a cell's private directory or file left behind.
@@ -65,34 +43,11 @@ fn leftovers(dir: &Path) -> Vec<String> {
 
 #[test]
 fn a_sweep_runs_its_grid_and_writes_the_report() {
-    let dir = std::env::temp_dir().join(format!("sprsc-sweep-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("sweep.sprs");
-    std::fs::write(
-        &file,
-        "recipe a {
-  data synthetic_digits(train: 400, test: 200)
-  model lenet300_100
-  sparsity { target 90%; mask magnitude; schedule cubic(end: 1 epoch, every: 2 steps) }
-  train { epochs 1; batch 50; optimizer sgd(lr: 0.1, momentum: 0.9) }
-}
-recipe b extends a { sparsity { distribution global } }
-sweep grid {
-  recipes [a, b]
-  vary sparsity.target [80%, 95%]
-  seeds [0, 1]
-  report \"ab\"
-}
-",
-    )
-    .unwrap();
-    let out = dir.join("out");
-    let status = Command::new(env!("CARGO_BIN_EXE_sprsc"))
-        .args(["sweep", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", "1"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let tmp = common::temp_dir("sweep-local");
+    let file = grid_file(&tmp);
+    let out = tmp.join("out");
+    let o = sweep(&file, &out, &[], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let csv = std::fs::read_to_string(out.join("ab.csv")).unwrap();
     let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 8, "2 recipes x 2 targets x 2 seeds:\n{csv}");
@@ -107,7 +62,6 @@ sweep grid {
     assert!(std::fs::read_to_string(out.join("ab.svg")).unwrap().contains("<svg"));
     assert!(out.join("a-80-seed0/summary.json").is_file());
     assert_eq!(leftovers(&out), Vec::<String>::new());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -269,7 +223,7 @@ fn collect_gives_the_table_of_a_local_sweep() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("8 cell(s): 8 finished, 0 failed, 0 missing"), "{}", stderr(&o));
     let read = |dir: &Path| std::fs::read_to_string(dir.join("ab.csv")).unwrap();
-    assert_eq!(results(&read(&cells)), results(&read(&local)));
+    assert_eq!(common::sweep_results(&read(&cells)), common::sweep_results(&read(&local)));
     assert!(std::fs::read_to_string(cells.join("ab.svg")).unwrap().contains("<svg"));
     let o = sweep(&file, &cells, &["--slurm", "--missing"], &[]);
     assert!(o.status.success());
@@ -308,7 +262,7 @@ fn a_cell_that_fails_at_run_time_is_recorded_and_collected_with_its_diagnostic()
     // A batch larger than the training split: no step to take (E0705), found only at run time.
     std::fs::write(
         &file,
-        GRID.replace(
+        common::SWEEP_GRID.replace(
             "sweep grid {\n  recipes [a, b]\n  vary sparsity.target [80%, 95%]",
             "sweep grid {\n  recipes [a]\n  vary train.batch [50, 1000]",
         ),
