@@ -1,5 +1,6 @@
 //! Orchestration behind `sprsc run` and `sprsc sweep`: data loading, the engine, the run
-//! directory's record of what ran, and the sweep grid. In: checked plans. Out: summaries, or a
+//! directory's record of what ran, and sweeps (`cells`: the grid's numbered runs and their run
+//! directories; `slurm`: a sweep as a Slurm job array). In: checked plans. Out: summaries, or a
 //! diagnostic pointing at the recipe line responsible.
 
 pub mod cells;
