@@ -1,5 +1,7 @@
-//! The command line: `sprsc check`, `sprsc run`, `sprsc explain`. Exit codes: 0 clean
-//! (warnings allowed), 1 diagnostics, 2 usage or I/O error.
+//! The command line: `sprsc check`, `sprsc run`, `sprsc sweep` (its handler in `sweep`),
+//! `sprsc explain`. Exit codes: 0 clean (warnings allowed), 1 diagnostics, 2 usage or I/O error.
+
+mod sweep;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -59,7 +61,16 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Run every recipe x value x seed of a sweep and write a table (CSV, markdown) and a plot.
+    /// Run every recipe x value x seed of a sweep and write a table (CSV, markdown) and a plot;
+    /// or list its cells, run one cell, write (and submit) a Slurm job array over the cells,
+    /// or collect the cells' results.
+    #[command(after_help = "On a Slurm cluster (a shared file system is assumed):
+  sprsc sweep FILE --sweep S --list                    the cells: index, recipe, values, seed, run directory
+  sprsc sweep FILE --sweep S --slurm --time 1:00:00 --submit
+                                                       one array task per cell; prints the job id
+  sprsc sweep FILE --sweep S --collect                 the table of the finished cells; lists the others
+  sprsc sweep FILE --sweep S --slurm --missing --submit
+                                                       run the missing and failed cells again")]
     Sweep {
         /// The .sprs file.
         file: PathBuf,
@@ -71,6 +82,26 @@ pub enum Command {
         out: Option<PathBuf>,
         #[command(flatten)]
         training: TrainingArgs,
+        /// Print the cells (index, recipe, varied values, seed, run directory); run nothing.
+        #[arg(long, conflicts_with_all = ["index", "slurm", "collect"])]
+        list: bool,
+        /// Run only cell I (`--list` numbers them); `--index` alone reads I from
+        /// `$SLURM_ARRAY_TASK_ID`. A cell that already finished with the same plan is kept.
+        #[arg(long, value_name = "I", num_args = 0..=1, conflicts_with_all = ["slurm", "collect"])]
+        index: Option<Option<usize>>,
+        /// With `--index`: run only if the cell's plan hash is HASH, else stop with E0709 (the
+        /// Slurm script passes the hash recorded when it was written).
+        #[arg(long, value_name = "HASH", requires = "index")]
+        plan_hash: Option<String>,
+        /// Write an sbatch script for a Slurm job array, one task per cell, into `OUT/slurm/`.
+        #[arg(long, conflicts_with = "collect")]
+        slurm: bool,
+        #[command(flatten)]
+        slurm_args: SlurmArgs,
+        /// Gather the finished cells into the sweep's CSV, markdown table and plot, and list the
+        /// cells that are missing or failed.
+        #[arg(long)]
+        collect: bool,
     },
     /// Explain a diagnostic code, e.g. `sprsc explain E0204`; `--list` lists all codes.
     Explain {
@@ -92,6 +123,44 @@ pub struct TrainingArgs {
     /// `--set train.epochs=2`. Repeatable.
     #[arg(long = "set", value_name = "FIELD=VALUE")]
     pub sets: Vec<String>,
+}
+
+/// What `sprsc sweep --slurm` asks Slurm for, and what it does with the script.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SlurmArgs {
+    /// Slurm partition (default: the cluster's).
+    #[arg(long, requires = "slurm")]
+    pub partition: Option<String>,
+    /// Time limit per cell: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS.
+    #[arg(long, requires = "slurm")]
+    pub time: Option<String>,
+    /// CPUs per cell; each cell trains with as many threads.
+    #[arg(long, requires = "slurm")]
+    pub cpus: Option<u32>,
+    /// Memory per cell: `4G`, `500M`.
+    #[arg(long, requires = "slurm")]
+    pub mem: Option<String>,
+    /// At most K cells at once.
+    #[arg(long, value_name = "K", requires = "slurm")]
+    pub max_parallel: Option<u32>,
+    /// Submit the script with `sbatch` and print the job id.
+    #[arg(long, requires = "slurm")]
+    pub submit: bool,
+    /// Only the cells `--collect` would list as missing or failed.
+    #[arg(long, requires = "slurm")]
+    pub missing: bool,
+}
+
+/// What `sprsc sweep` does with the cells.
+#[derive(Debug, Clone)]
+pub enum SweepMode {
+    /// Run every cell here, then write the report.
+    Run,
+    List,
+    /// One cell: its index (`None`: `$SLURM_ARRAY_TASK_ID`) and the plan hash it must have.
+    Cell(Option<usize>, Option<String>),
+    Slurm(SlurmArgs),
+    Collect,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -118,8 +187,26 @@ pub fn main_with(cli: Cli) -> i32 {
             }
             run(&comp, recipe.as_deref(), out, threads, format)
         }
-        Command::Sweep { file, name, out, training: TrainingArgs { threads, sets } } => {
-            sweep(&file, name.as_deref(), out, threads, &sets)
+        Command::Sweep {
+            file,
+            name,
+            out,
+            training: TrainingArgs { threads, sets },
+            list,
+            index,
+            plan_hash,
+            slurm,
+            slurm_args,
+            collect,
+        } => {
+            let mode = match (list, index, slurm, collect) {
+                (true, ..) => SweepMode::List,
+                (_, Some(i), ..) => SweepMode::Cell(i, plan_hash),
+                (_, _, true, _) => SweepMode::Slurm(slurm_args),
+                (.., true) => SweepMode::Collect,
+                _ => SweepMode::Run,
+            };
+            sweep::sweep(&file, name.as_deref(), out, threads, &sets, mode)
         }
         Command::Explain { code, list } => explain(code.as_deref(), list),
     }
@@ -240,48 +327,6 @@ fn run(comp: &Compilation, recipe: Option<&str>, out: Option<PathBuf>, threads: 
         Err(d) => {
             report(&[d], comp, format);
             1
-        }
-    }
-}
-
-fn sweep(file: &Path, name: Option<&str>, out: Option<PathBuf>, threads: Option<usize>, sets: &[String]) -> i32 {
-    let Some(comp) = compile_reporting(file, sets, Format::Text) else { return 2 };
-    if comp.has_errors() {
-        return 1;
-    }
-    let sweeps = &comp.checked.sweeps;
-    let sweep = match (name, sweeps.as_slice()) {
-        (Some(n), _) => sweeps.iter().find(|s| s.name == n),
-        (None, [one]) => Some(one),
-        _ => None,
-    };
-    let Some(sweep) = sweep else {
-        let names: Vec<&str> = sweeps.iter().map(|s| s.name.as_str()).collect();
-        match name {
-            Some(n) => eprintln!("error: no sweep `{n}` in this file; it has: {}", names.join(", ")),
-            None if names.is_empty() => eprintln!("error: the file has no sweep"),
-            None => {
-                eprintln!("error: the file has {} sweeps; pick one with --sweep: {}", names.len(), names.join(", "))
-            }
-        }
-        return 2;
-    };
-    let text =
-        comp.sources.files.iter().find(|f| f.name != "<prelude>").map(|f| f.text.to_string()).unwrap_or_default();
-    let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&sweep.name));
-    let opts = crate::exec::RunOptions { out_dir: None, threads, quiet: true, max_steps: None, max_eval: None };
-    match crate::driver::run_sweep(file, &text, sweep, sets, &out, &opts) {
-        Ok((rows, paths)) => {
-            let failed = rows.iter().filter(|r| !r.test_accuracy.is_finite()).count();
-            for p in paths {
-                eprintln!("wrote {}", p.display());
-            }
-            eprintln!("{} run(s), {failed} failed", rows.len());
-            i32::from(failed > 0)
-        }
-        Err(e) => {
-            eprintln!("error: cannot write the sweep report into `{}`: {e}", out.display());
-            2
         }
     }
 }

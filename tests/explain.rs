@@ -33,14 +33,32 @@ fn setup(code: &str, text: &str) -> common::TempDir {
     tmp
 }
 
+/// `<!-- cell: I, submitted for plan HASH -->`: the example's sweep cell I is run as a Slurm
+/// array task does, `sprsc sweep --index I --plan-hash HASH`.
+fn submitted_cell(text: &str) -> Option<(usize, String)> {
+    let line = text.lines().find_map(|l| l.trim().strip_prefix("<!-- cell: ")?.strip_suffix(" -->"))?;
+    let (index, hash) = line.split_once(", submitted for plan ")?;
+    Some((index.trim().parse().ok()?, hash.trim().to_string()))
+}
+
 /// The codes an example produces going through the pipeline as `sprsc run` does: check, then
 /// (when it checks clean) load the data.
 fn emitted(code: &str, text: &str) -> BTreeSet<String> {
     let tmp = setup(code, text);
     let ex = example(text).unwrap_or_else(|| panic!("{code}.md has no ```sprs example"));
     let ex = ex.replace("$TMP", &tmp.display().to_string());
-    let comp = sprsc::compile_source(Path::new("example.sprs"), ex, &sets(text));
+    let comp = sprsc::compile_source(Path::new("example.sprs"), ex.clone(), &sets(text));
     let mut codes: BTreeSet<String> = comp.diagnostics.iter().map(|d| d.code.to_string()).collect();
+    if let (Some((index, hash)), false) = (submitted_cell(text), comp.has_errors()) {
+        for sweep in &comp.checked.sweeps {
+            let cells = sprsc::driver::cells::cells(Path::new("example.sprs"), &ex, sweep, &sets(text), &tmp);
+            let Some(cell) = cells.get(index) else { continue };
+            if let Err(d) = cell.verify_plan_hash(&hash) {
+                codes.insert(d.code.to_string());
+            }
+        }
+        return codes;
+    }
     if !comp.has_errors() {
         for plan in &comp.checked.plans {
             match sprsc::data::load(&plan.data, plan.seed) {

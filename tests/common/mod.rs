@@ -162,3 +162,26 @@ pub fn setup_file(dir: &Path, line: &str) {
     };
     std::fs::write(dir.join(file.trim()), bytes).unwrap();
 }
+
+/// A sweep of two recipes x two targets x two seeds on `synthetic_digits`: eight cells, about
+/// a second each (tests/sweep.rs, tests/slurm_e2e.rs).
+pub const SWEEP_GRID: &str = "recipe a {
+  data synthetic_digits(train: 400, test: 200)
+  model lenet300_100
+  sparsity { target 90%; mask magnitude; schedule cubic(end: 1 epoch, every: 2 steps) }
+  train { epochs 1; batch 50; optimizer sgd(lr: 0.1, momentum: 0.9) }
+}
+recipe b extends a { sparsity { distribution global } }
+sweep grid {
+  recipes [a, b]
+  vary sparsity.target [80%, 95%]
+  seeds [0, 1]
+  report \"ab\"
+}
+";
+
+/// A sweep report's CSV rows without the columns that differ between two runs of the same grid:
+/// the seconds and the run directory.
+pub fn sweep_results(csv: &str) -> Vec<String> {
+    csv.lines().map(|l| l.split(',').collect::<Vec<_>>()).map(|f| f[..f.len() - 2].join(",")).collect()
+}
