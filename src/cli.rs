@@ -314,6 +314,10 @@ fn run(comp: &Compilation, recipe: Option<&str>, out: Option<PathBuf>, threads: 
     let opts = crate::exec::RunOptions { out_dir: out, threads, quiet, max_steps: None, max_eval: None };
     match crate::driver::run_plan(comp, plan, &opts) {
         Ok(summary) => {
+            report(&summary.warnings, comp, format);
+            if let Some(why) = &summary.stopped {
+                eprintln!("stopped early: {why}");
+            }
             if quiet {
                 println!("{}", serde_json::to_string(&summary).unwrap_or_default());
             } else {

@@ -98,7 +98,9 @@ impl Trainer<'_> {
             seconds: train_seconds,
             seconds_per_epoch: if epochs > 0.0 { train_seconds / epochs } else { 0.0 },
             final_train_loss: self.losses.last().copied().unwrap_or(f32::NAN) as f64,
+            stopped: self.stopped.take(),
             losses: std::mem::take(&mut self.losses),
+            warnings: std::mem::take(&mut self.warnings),
         };
         self.save(&summary)?;
         if !self.opts.quiet {
