@@ -115,6 +115,15 @@ fn multi_line_calls_lists_and_crlf() {
 }
 
 #[test]
+fn long_one_line_blocks_and_continued_lines() {
+    let text = "recipe a extends b { sparsity { target 95%; mask magnitude; schedule cubic(start: 1 epoch, end: 3 epochs) } }\nkernel k(w; tau) =\nabs(w) +\ntau\n";
+    let want = "recipe a extends b {\n  sparsity {\n    target 95%\n    mask magnitude\n    schedule cubic(start: 1 epoch, end: 3 epochs)\n  }\n}\nkernel k(w; tau) =\n  abs(w) +\n  tau\n";
+    let out = format(text).unwrap();
+    assert_eq!(out, want, "\n{out}");
+    assert_formats_faithfully("long", text);
+}
+
+#[test]
 fn durations_and_units_keep_their_words() {
     let out = format("recipe a { train { lr cosine(warmup: 5epochs); epochs 3 } }\n").unwrap();
     assert_eq!(out, "recipe a { train { lr cosine(warmup: 5 epochs); epochs 3 } }\n");

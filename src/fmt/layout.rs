@@ -31,6 +31,8 @@ struct Layout {
     break_pending: bool,
     /// New lines seen since the last code or comment.
     newlines: usize,
+    /// The previous line ended mid-expression: indent this one a level more.
+    continued: bool,
 }
 
 pub fn layout(toks: &[Tok]) -> String {
@@ -42,10 +44,14 @@ pub fn layout(toks: &[Tok]) -> String {
         stack: Vec::new(),
         break_pending: false,
         newlines: 0,
+        continued: false,
     };
     for (i, t) in toks.iter().enumerate() {
         match t {
             Tok::Newline => {
+                // A line ending in `=`, `:` or a binary operator continues on the next one.
+                let ends = l.prev.as_ref();
+                l.continued = ends.is_some_and(|p| p.is("=") || p.is(":") || matches!(p, Tok::Op { unary: false, .. }));
                 l.flush();
                 l.break_pending = false;
                 l.newlines += 1;
@@ -94,7 +100,11 @@ pub fn layout(toks: &[Tok]) -> String {
     render(l.lines)
 }
 
-/// For each opening bracket, whether its closing bracket is on the same line.
+/// A block written on one line stays on one line while its contents are at most this wide.
+const SHORT_BLOCK: usize = 80;
+
+/// For each opening bracket, whether it stays on one line: its closing bracket is on the same
+/// line and, for a block, the block is short.
 fn one_line_brackets(toks: &[Tok]) -> Vec<bool> {
     let mut out = vec![false; toks.len()];
     let mut open: Vec<(usize, bool)> = Vec::new();
@@ -103,7 +113,8 @@ fn one_line_brackets(toks: &[Tok]) -> Vec<bool> {
             Tok::Punct("{" | "(" | "[") => open.push((i, true)),
             Tok::Punct("}" | ")" | "]") => {
                 if let Some((j, same)) = open.pop() {
-                    out[j] = same;
+                    let width: usize = toks[j..=i].iter().map(|t| t.text().len() + 1).sum();
+                    out[j] = same && (!t.is("}") || width <= SHORT_BLOCK);
                 }
             }
             Tok::Newline => open.iter_mut().for_each(|o| o.1 = false),
@@ -122,7 +133,8 @@ impl Layout {
             (Some(o), true) => o.outer,
             (Some(o), false) => o.inner,
             (None, _) => 0,
-        };
+        } + usize::from(self.continued && !closer);
+        self.continued = false;
         let after_open = self.lines.last().is_some_and(|l| l.code.ends_with(['{', '(', '[']));
         if self.newlines >= 2 && !self.lines.is_empty() && !after_open && !closer {
             self.lines.push(Line { blank: true, ..Line::default() });

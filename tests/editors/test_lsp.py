@@ -219,9 +219,9 @@ async def test_latency_of_diagnostics_on_the_largest_recipe(client: LanguageClie
         f"median {statistics.median(times):.1f} ms, max {max(times):.1f} ms"
     )
     print(report, file=sys.stderr)
-    out = os.environ.get("SPRSC_LATENCY_OUT")
-    if out:
-        pathlib.Path(out).write_text(report + "\n")
+    from conftest import LATENCY_FILE
+
+    LATENCY_FILE.write_text(report + "\n")
 
 
 # ---------------------------------------------------------------- hover
@@ -298,6 +298,13 @@ async def test_completion_of_names(client: LanguageClient, workspace):
     assert {"base", "child"} <= labels(await complete(client, uri, text, "recipes [", 9))
     # Field paths after `vary`.
     assert {"sparsity.target", "train.optimizer.lr"} <= labels(await complete(client, uri, text, "vary ", 5))
+    # Selectors and layer names in `dense [...]`.
+    edited = text.replace('    layer "fc1" 95%\n', '    layer "fc1" 95%\n    dense []\n')
+    await change(client, uri, 2, edited)
+    await wait_published(client, uri, 2)
+    assert {"first", "last", '"fc2"'} <= labels(await complete(client, uri, edited, "dense [", 7))
+    await change(client, uri, 3, text)
+    await wait_published(client, uri, 3)
     # Kernels as the value of `kernel:`.
     assert {"firm", "soft_threshold"} <= labels(await complete(client, uri, text, "kernel: ", 8))
 
