@@ -52,7 +52,7 @@ pub fn hover(_server: &Server, doc: &Doc, pos: lt::Position) -> Option<lt::Hover
             }
         }
     }
-    let word = context::word_at(&doc.text, offset);
+    let word = context::word_at(&doc.text, offset).or_else(|| code_at(&doc.text, offset));
     let mut range = None;
     if let Some((start, end, word)) = &word {
         range = Some(idx.range(&doc.text, *start, *end));
@@ -73,11 +73,28 @@ pub fn hover(_server: &Server, doc: &Doc, pos: lt::Position) -> Option<lt::Hover
     })
 }
 
+/// A diagnostic code under the cursor anywhere, comments included (`// ~ERROR E0203`).
+fn code_at(text: &str, offset: usize) -> Option<(usize, usize, String)> {
+    let is_code_char = |c: char| c.is_ascii_alphanumeric();
+    let offset = offset.min(text.len());
+    let start = text.get(..offset)?.rfind(|c: char| !is_code_char(c)).map_or(0, |i| i + 1);
+    let end = text.get(offset..)?.find(|c: char| !is_code_char(c)).map_or(text.len(), |i| offset + i);
+    let word = &text[start..end];
+    crate::diagnostics::explanation(word)
+        .filter(|_| word.starts_with(['E', 'W']))
+        .map(|_| (start, end, word.to_string()))
+}
+
 fn word_hover(doc: &Doc, cx: &context::Context, word: &str, after: &str) -> Vec<String> {
     let mut parts = Vec::new();
     let plan = doc.parsed.as_ref().and_then(|c| plan_text(c, cx.item.as_deref()));
     let section = |head: &str| plan.as_deref().and_then(|p| plan_section(p, head));
     let code = |s: String| format!("```\n{s}\n```");
+    // A code written out (`// ~ERROR E0203`, a note): its explanation.
+    if let Some(text) = crate::diagnostics::explanation(word).filter(|_| word.starts_with(['E', 'W'])) {
+        parts.push(text.to_string());
+        return parts;
+    }
     let is_key = after.trim_start().starts_with(':');
     let keyword = cx.statement.first().map(String::as_str);
     if cx.statement.is_empty() && cx.call.is_none() {

@@ -251,6 +251,11 @@ async def test_hover_keywords_values_models_sparsity_and_codes(client: LanguageC
     code = (await wait_published(client, uri, 2))[0].code
     h = hover_text(await hover(client, uri, bad, "190%", 1))
     assert code in h
+    # A code written in a comment.
+    commented = bad + "// see E0204\n"
+    await change(client, uri, 3, commented)
+    await wait_published(client, uri, 3)
+    assert "E0204" in hover_text(await hover(client, uri, commented, "E0204", 2))
 
 
 # ---------------------------------------------------------------- completion
