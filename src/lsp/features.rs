@@ -77,7 +77,8 @@ pub fn hover(_server: &Server, doc: &Doc, pos: lt::Position) -> Option<lt::Hover
 fn code_at(text: &str, offset: usize) -> Option<(usize, usize, String)> {
     let is_code_char = |c: char| c.is_ascii_alphanumeric();
     let offset = offset.min(text.len());
-    let start = text.get(..offset)?.rfind(|c: char| !is_code_char(c)).map_or(0, |i| i + 1);
+    let before = text.get(..offset)?;
+    let start = before.char_indices().rev().find(|(_, c)| !is_code_char(*c)).map_or(0, |(i, c)| i + c.len_utf8());
     let end = text.get(offset..)?.find(|c: char| !is_code_char(c)).map_or(text.len(), |i| offset + i);
     let word = &text[start..end];
     crate::diagnostics::explanation(word)
