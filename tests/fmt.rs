@@ -1,6 +1,6 @@
 //! `sprsc fmt`: one layout, comments kept, idempotent, and never a change of meaning: the
 //! formatted file lowers to the same plans (or the same diagnostics) as the original, on every
-//! recipe, every UI case that parses and the robustness corpus.
+//! recipe, every UI case that parses and the robustness corpus (10,500 mutations).
 
 use std::path::Path;
 
@@ -81,7 +81,7 @@ fn the_robustness_corpus_formats_faithfully() {
     let corpus = corpus();
     let mut rng = ChaCha8Rng::seed_from_u64(13);
     let mut formatted = 0;
-    for i in 0..3000 {
+    for i in 0..10_500 {
         let text = mutate(&mut rng, &corpus[i % corpus.len()]);
         match format(&text) {
             Ok(out) => {
@@ -93,7 +93,7 @@ fn the_robustness_corpus_formats_faithfully() {
             Err(e) => panic!("case {i}: {e}\n{text}"),
         }
     }
-    assert!(formatted > 300, "only {formatted} mutations parsed");
+    assert!(formatted > 1000, "only {formatted} mutations parsed");
 }
 
 #[test]

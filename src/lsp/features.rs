@@ -311,7 +311,12 @@ pub fn definition(server: &Server, doc: &Doc, pos: lt::Position) -> Option<lt::L
         }
     }
     let (_, _, word) = context::word_at(&doc.text, offset)?;
-    find_definition(server, &doc.path, &doc.text, &word, &mut Vec::new())
+    find_definition(server, &doc.path, &doc.text, &word, &mut Vec::new()).or_else(|| {
+        // A built-in kernel: the prelude's source, where this binary was built from it.
+        let prelude = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/prelude.sprs");
+        let text = std::fs::read_to_string(&prelude).ok()?;
+        find_definition(server, &prelude, &text, &word, &mut Vec::new())
+    })
 }
 
 /// Looks for a top-level `recipe`, `kernel` or `sweep` named `name` in a file and, depth

@@ -337,6 +337,9 @@ async def test_go_to_definition(client: LanguageClient, workspace):
     assert loc.uri == uri and loc.range.start.line == 2
     loc = await definition(client, uri, text, "kernel: firm", 9)
     assert loc.uri == common and loc.range.start.line == 1
+    # A built-in kernel: the prelude.
+    loc = await definition(client, uri, text, "soft_threshold(", 2)
+    assert loc.uri.endswith("/src/prelude.sprs")
 
 
 # ---------------------------------------------------------------- symbols
