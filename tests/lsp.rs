@@ -12,8 +12,7 @@ use serde_json::json;
 use sprsc::lsp::Server;
 
 mod common;
-use common::fuzz::corpus;
-use common::fuzz::mutate;
+use common::fuzz::{corpus, mutate, TOKENS};
 
 const URI: &str = "file:///tmp/sprsc-lsp-test/fuzz.sprs";
 
@@ -53,6 +52,14 @@ fn the_robustness_corpus_through_did_change_never_panics() {
             request(&mut server, (i * 10 + j) as i32, method, params);
         }
         if i % 10 == 0 {
+            // An edit of a random range, positions possibly past the end or inside a character.
+            let p =
+                |rng: &mut ChaCha8Rng| json!({"line": rng.gen_range(0..lines + 2), "character": rng.gen_range(0..90)});
+            let (a, b) = (p(&mut rng), p(&mut rng));
+            let edit = TOKENS[rng.gen_range(0..TOKENS.len())];
+            let change = json!({"range": {"start": a, "end": b}, "text": edit});
+            let params = json!({"textDocument": {"uri": URI, "version": i + 2}, "contentChanges": [change]});
+            assert_eq!(notify(&mut server, "textDocument/didChange", params).len(), 1);
             let doc = json!({"textDocument": {"uri": URI}});
             request(&mut server, -1, "textDocument/documentSymbol", doc.clone());
             let opts = json!({"tabSize": 2, "insertSpaces": true});

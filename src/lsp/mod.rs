@@ -2,8 +2,8 @@
 //! `lsp-types` (the protocol's types). In: the editor's documents. Out: diagnostics exactly as
 //! `sprsc check` reports them, hover, completion, definitions, symbols and formatting.
 //!
-//! Documents are synchronised whole (a recipe is a few kilobytes and compiles in milliseconds);
-//! every change recompiles each open document, so files that `use` the changed one are
+//! Documents are synchronised by edits (or whole texts); a recipe is a few kilobytes and
+//! compiles in about a millisecond, so every change recompiles each open document, so files that `use` the changed one are
 //! re-published too. Positions are UTF-16, the protocol's default. A panic while handling one
 //! message is caught and answered as an error; the server keeps serving.
 
@@ -65,7 +65,7 @@ pub fn capabilities() -> lt::ServerCapabilities {
         position_encoding: Some(lt::PositionEncodingKind::UTF16),
         text_document_sync: Some(lt::TextDocumentSyncCapability::Options(lt::TextDocumentSyncOptions {
             open_close: Some(true),
-            change: Some(lt::TextDocumentSyncKind::FULL),
+            change: Some(lt::TextDocumentSyncKind::INCREMENTAL),
             save: Some(lt::TextDocumentSyncSaveOptions::Supported(true)),
             ..Default::default()
         })),
@@ -152,7 +152,7 @@ impl Server {
                 let Some(doc) = self.docs.get_mut(p.text_document.uri.as_str()) else { return vec![] };
                 for change in p.content_changes {
                     match change.range {
-                        // Clients may send ranged edits even though the server asked for whole texts.
+                        // An edit of a range (a keystroke), in UTF-16 positions of the text so far.
                         Some(r) => {
                             let idx = pos::LineIndex::new(&doc.text);
                             let (s, e) = (idx.offset(&doc.text, r.start), idx.offset(&doc.text, r.end));

@@ -182,23 +182,51 @@ async def test_change_in_a_used_file_republishes_its_users(client: LanguageClien
 
 
 async def test_broken_file_fixed_keystroke_by_keystroke(client: LanguageClient, workspace):
+    """Each keystroke is an edit of a range (the server syncs incrementally). The file starts
+    without its required `target`; then a statement is typed after a non-ASCII string on one
+    line, which checks the UTF-16 columns of both the edits and the diagnostics."""
     path = workspace / "quickstart.sprs"
-    good = path.read_text()
-    line = "    target 90%"
-    assert line in good
-    at = good.index(line) + len("    ")
-    broken = good[:at] + good[at + len("target 90%") :]
-    uri = await open_doc(client, path, broken)
+    good = path.read_text().replace("  train {", '  output { dir "runs/é😀"; plots true }\n  train {', 1)
+    first, second = "target 90%", "plots true"
+    text = good.replace(first, "", 1).replace(second, "", 1)
+    uri = await open_doc(client, path, text)
     seen = [{d.code for d in client.diagnostics[uri]}]
     version = 1
-    for i in range(1, len("target 90%") + 1):
-        version += 1
-        text = good[:at] + "target 90%"[:i] + good[at + len("target 90%") :]
-        await change(client, uri, version, text)
-        seen.append({d.code for d in await wait_published(client, uri, version)})
-    assert seen[0], "the broken file has diagnostics"
+
+    async def type_at(anchor, typed):
+        nonlocal text, version
+        at = text.index(anchor)
+        for ch in typed:
+            version += 1
+            p = pos_of(text, anchor)
+            client.text_document_did_change(
+                t.DidChangeTextDocumentParams(
+                    text_document=t.VersionedTextDocumentIdentifier(uri=uri, version=version),
+                    content_changes=[t.TextDocumentContentChangePartial(range=t.Range(start=p, end=p), text=ch)],
+                )
+            )
+            text = text[:at] + ch + text[at:]
+            at += 1
+            anchor = text[at : at + 12]
+            seen.append({d.code for d in await wait_published(client, uri, version)})
+
+    await type_at("\n    distribution", first)
+    assert "E0104" in seen[0], f"the file without `target` has an error: {seen[0]}"
     assert "E0101" in seen[3], f"`tar` is an unknown keyword: {seen}"
-    assert seen[-1] == set(), f"the fixed file is clean: {seen[-1]}"
+    assert seen[-1] == set(), f"with its target the file is clean: {seen}"
+    await type_at(" }\n  train {", "p")
+    d = client.diagnostics[uri]
+    assert [x.code for x in d] == ["E0101"] and d[0].range.start == pos_of(text, "p }"), d
+    await type_at(" }\n  train {", second[1:])
+    assert seen[-1] == set(), f"the fixed file is clean: {seen}"
+    # The server's text is the file as typed: the formatter has nothing to change.
+    assert text == good
+    edits = await client.text_document_formatting_async(
+        t.DocumentFormattingParams(
+            text_document=t.TextDocumentIdentifier(uri=uri), options=t.FormattingOptions(tab_size=2, insert_spaces=True)
+        )
+    )
+    assert not edits
 
 
 async def test_latency_of_diagnostics_on_the_largest_recipe(client: LanguageClient, workspace):
