@@ -68,6 +68,27 @@ fn the_robustness_corpus_through_did_change_never_panics() {
     }
 }
 
+/// The server compiles as `sprsc check` does (its own copy of the steps, so that open documents
+/// override the disk): the same diagnostics, spans included, and the same plans.
+#[test]
+fn the_server_compiles_every_recipe_and_ui_case_as_sprsc_check_does() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = 0;
+    for dir in ["recipes", "tests/ui"] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = e.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let want = sprsc::compile_source(&path, text.clone(), &[]);
+            let got = sprsc::lsp::compile_with_overlay(&path, text, &Default::default());
+            assert_eq!(got.diagnostics, want.diagnostics, "{}", path.display());
+            let plans = |c: &sprsc::Compilation| c.checked.plans.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+            assert_eq!(plans(&got), plans(&want), "{}", path.display());
+            files += 1;
+        }
+    }
+    assert!(files > 60);
+}
+
 /// A recipe with `stmt` added to `block` (the rest valid), compiled.
 fn compile_with(block: &str, stmt: &str) -> sprsc::Compilation {
     let mut blocks = vec![

@@ -18,8 +18,10 @@ pub const MAIN: u32 = 1;
 /// Texts of the open documents by path; everything else is read from the disk.
 pub type Overlay = HashMap<PathBuf, String>;
 
-/// Compiles `text` as the file `path`. This mirrors `crate::compile_source` (which reads `use`d
-/// files from the disk only) so that unsaved edits of a used file count; it adds no `--set`.
+/// Compiles `text` as the file `path`. This mirrors `crate::compile_source` (parse, follow `use`,
+/// check, lower), which reads `use`d files from the disk only, so that unsaved edits of a used
+/// file count; it adds no `--set`. `tests/lsp.rs` checks that both agree on every recipe and UI
+/// case, so a change to one that the other lacks fails there.
 pub fn compile(path: &Path, text: String, overlay: &Overlay) -> Compilation {
     let mut sources = SourceMap::default();
     let mut diagnostics = Vec::new();
@@ -32,6 +34,7 @@ pub fn compile(path: &Path, text: String, overlay: &Overlay) -> Compilation {
         let (c, d) = check::check(&files, &prelude, &[]);
         checked = c;
         diagnostics = d;
+        diagnostics.extend(checked.plans.iter_mut().flat_map(crate::ir::lower::lower).map(|e| e.to_diagnostic()));
     }
     crate::diagnostics::sort(&mut diagnostics);
     Compilation { sources, files, checked, diagnostics }

@@ -134,13 +134,14 @@ fn word_hover(doc: &Doc, cx: &context::Context, word: &str, after: &str) -> Vec<
 
 /// The `params` section of a plan with each tensor's number of values added.
 fn with_counts(params: String) -> String {
+    let width = params.lines().map(|l| l.chars().count()).max().unwrap_or(0);
     params
         .lines()
         .map(|l| {
             let dims = l.split_whitespace().nth(1).unwrap_or("");
             let count: Option<usize> = dims.split('x').map(|d| d.parse::<usize>().ok()).product();
             match count {
-                Some(n) if l.starts_with("  ") => format!("{l:<60} {n:>10} values"),
+                Some(n) if l.starts_with("  ") => format!("{l:<width$} {n:>10} values"),
                 _ => l.to_string(),
             }
         })

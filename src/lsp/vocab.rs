@@ -178,7 +178,9 @@ pub fn reference(word: &str, block: &str) -> Option<String> {
         if names_word(first, word) {
             let in_block = section == block;
             if best.as_ref().is_none_or(|(b, _)| !b && in_block) {
-                best = Some((in_block, format!("{}\n{}\n{}", header.unwrap_or(""), "|---|---|", line)));
+                let head = header.unwrap_or("");
+                let rule = "|---".repeat(head.matches('|').count().saturating_sub(1)) + "|";
+                best = Some((in_block, format!("{head}\n{rule}\n{line}")));
             }
         }
     }
@@ -208,6 +210,9 @@ mod tests {
     fn reference_rows_are_found_for_keywords_and_values() {
         let mask = reference("mask", "sparsity").unwrap();
         assert!(mask.contains("snip(batches: 1)"), "{mask}");
+        assert!(mask.starts_with("| statement | values (defaults) |\n|---|---|\n"), "{mask}");
+        let block = reference("sparsity", "recipe").unwrap();
+        assert!(block.starts_with("| statement | required | default |\n|---|---|---|\n"), "{block}");
         assert!(reference("epochs", "train").unwrap().contains("required"));
         assert!(reference("conv", "model").unwrap().contains("stride: 1"));
         assert!(reference("resnet20", "recipe").unwrap().contains("CIFAR ResNets"));

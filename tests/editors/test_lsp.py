@@ -269,7 +269,8 @@ async def test_hover_keywords_values_models_sparsity_and_codes(client: LanguageC
     model = hover_text(await hover(client, uri, text, "model lenet300_100", 8))
     assert "784-300-100-10" in model and "fc1" in model and "784 -> 300" in model
     sparsity = hover_text(await hover(client, uri, text, "sparsity {", 1))
-    assert "Per-layer targets" in sparsity and "fc1.weight" in sparsity and "masked target" in sparsity
+    assert "Per-layer targets" in sparsity and "fc1.weight" in sparsity and "masked target 90%" in sparsity
+    assert "235200 values" in sparsity  # 300x784
     assert "step(at:" in hover_text(await hover(client, uri, text, "lr cosine", 4))
     opt = hover_text(await hover(client, uri, text, "momentum", 1))
     assert "argument `momentum`" in opt and "sgd(" in opt
