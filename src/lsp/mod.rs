@@ -8,13 +8,13 @@
 //! message is caught and answered as an error; the server keeps serving.
 
 mod analysis;
+mod complete;
 mod context;
 mod features;
 mod pos;
 mod vocab;
 
 pub use analysis::compile as compile_with_overlay;
-pub use context::{items, ItemRef};
 pub use vocab::{ARGS, BLOCKS, VALUES};
 
 use std::collections::HashMap;
@@ -222,7 +222,7 @@ impl Server {
                 .map(|h| serde_json::to_value(h).unwrap_or_default()),
             req::Completion::METHOD => params::<lt::CompletionParams>(r.params).and_then(|p| {
                 let tp = p.text_document_position;
-                let items = features::completion(self, self.docs.get(tp.text_document.uri.as_str())?, tp.position);
+                let items = complete::completion(self, self.docs.get(tp.text_document.uri.as_str())?, tp.position);
                 serde_json::to_value(lt::CompletionResponse::Array(items)).ok()
             }),
             req::GotoDefinition::METHOD => params::<lt::GotoDefinitionParams>(r.params)
