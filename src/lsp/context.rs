@@ -245,6 +245,41 @@ pub fn items(text: &str) -> Vec<ItemRef> {
     out
 }
 
+/// The statements directly inside an item's block (`seed`, `sparsity { ... }`, ...): keyword,
+/// its range, and the range of the whole statement (to the end of its line or block).
+pub fn statements(text: &str, item: (usize, usize)) -> Vec<(String, (usize, usize), (usize, usize))> {
+    let Some(body) = text.get(item.0..item.1) else { return vec![] };
+    let mut out: Vec<(String, (usize, usize), (usize, usize))> = Vec::new();
+    let mut depth = 0usize;
+    let mut line_start = false;
+    for (s, e, tok) in lex(body) {
+        let (s, e) = (s + item.0, e + item.0);
+        match tok {
+            Tok::Punct('{') => {
+                depth += 1;
+                line_start = depth == 1;
+            }
+            Tok::Punct('}') => {
+                depth = depth.saturating_sub(1);
+                if depth == 1 {
+                    if let Some(last) = out.last_mut() {
+                        last.2 .1 = e;
+                    }
+                }
+                line_start = depth == 1;
+            }
+            Tok::Newline | Tok::Punct(';') => line_start = depth == 1,
+            Tok::Word(w) if line_start && depth == 1 => {
+                let line_end = text[e..].find(['\n', ';', '}']).map_or(text.len(), |n| e + n);
+                out.push((w, (s, e), (s, line_end)));
+                line_start = false;
+            }
+            _ => line_start = false,
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +306,17 @@ mod tests {
         assert_eq!(cx.key.as_deref(), Some("ste"));
         let cx = at(text, text.len() - 1);
         assert_eq!((cx.block.as_str(), cx.statement.len()), ("sparsity", 0));
+    }
+
+    #[test]
+    fn statements_of_a_recipe() {
+        let text = "recipe a {\n  seed 0; data mnist\n  sparsity {\n    target 90%\n  }\n}\n";
+        let item = items(text)[0].range;
+        let found: Vec<(String, &str)> =
+            statements(text, item).into_iter().map(|(k, _, r)| (k, &text[r.0..r.1])).collect();
+        assert_eq!(found[0], ("seed".to_string(), "seed 0"));
+        assert_eq!(found[1], ("data".to_string(), "data mnist"));
+        assert_eq!(found[2], ("sparsity".to_string(), "sparsity {\n    target 90%\n  }"));
     }
 
     #[test]

@@ -246,7 +246,22 @@ pub fn document_symbols(doc: &Doc) -> Vec<lt::DocumentSymbol> {
             deprecated: None,
             range: idx.range(&doc.text, i.range.0, i.range.1),
             selection_range: idx.range(&doc.text, i.name_range.0, i.name_range.1),
-            children: None,
+            children: Some(
+                context::statements(&doc.text, i.range)
+                    .into_iter()
+                    .map(|(keyword, word, whole)| lt::DocumentSymbol {
+                        name: keyword,
+                        detail: None,
+                        kind: lt::SymbolKind::PROPERTY,
+                        tags: None,
+                        deprecated: None,
+                        range: idx.range(&doc.text, whole.0, whole.1),
+                        selection_range: idx.range(&doc.text, word.0, word.1),
+                        children: None,
+                    })
+                    .collect(),
+            )
+            .filter(|c: &Vec<lt::DocumentSymbol>| !c.is_empty()),
         })
         .collect()
 }

@@ -381,6 +381,9 @@ async def test_document_symbols(client: LanguageClient, workspace):
     )
     assert [(s.name, s.kind) for s in syms] == [("child", t.SymbolKind.Class), ("grid", t.SymbolKind.Namespace)]
     assert syms[0].detail == "recipe extends base"
+    # The statements of each block, for the outline.
+    assert [c.name for c in syms[0].children] == ["sparsity"]
+    assert [c.name for c in syms[1].children] == ["recipes", "vary"]
 
 
 async def test_workspace_symbols(client: LanguageClient, workspace):
