@@ -245,11 +245,14 @@ pub fn items(text: &str) -> Vec<ItemRef> {
     out
 }
 
+/// A byte range `start..end`.
+pub type Bytes = (usize, usize);
+
 /// The statements directly inside an item's block (`seed`, `sparsity { ... }`, ...): keyword,
 /// its range, and the range of the whole statement (to the end of its line or block).
-pub fn statements(text: &str, item: (usize, usize)) -> Vec<(String, (usize, usize), (usize, usize))> {
+pub fn statements(text: &str, item: Bytes) -> Vec<(String, Bytes, Bytes)> {
     let Some(body) = text.get(item.0..item.1) else { return vec![] };
-    let mut out: Vec<(String, (usize, usize), (usize, usize))> = Vec::new();
+    let mut out: Vec<(String, Bytes, Bytes)> = Vec::new();
     let mut depth = 0usize;
     let mut line_start = false;
     for (s, e, tok) in lex(body) {
