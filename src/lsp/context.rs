@@ -157,7 +157,8 @@ fn key_before_colon(text: &str, offset: usize) -> Option<String> {
     let before = text.get(..offset)?;
     let colon = before.rfind(':')?;
     let head = before[..colon].trim_end();
-    let start = head.rfind(|c: char| !is_word_char(c)).map_or(0, |i| i + 1);
+    // The byte after the last non-word character (which may be several bytes long).
+    let start = head.char_indices().rev().find(|(_, c)| !is_word_char(*c)).map_or(0, |(i, c)| i + c.len_utf8());
     Some(head[start..].to_string()).filter(|s| !s.is_empty())
 }
 
