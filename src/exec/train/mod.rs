@@ -231,7 +231,8 @@ impl<'a> Trainer<'a> {
             return;
         };
         let epochs = self.step as f64 / self.clock.steps_per_epoch as f64;
-        let mut d = Diagnostic::warning("W0701", format!("the run is not learning: {why} after {epochs} epochs"))
+        let epochs = if epochs == 1.0 { "1 epoch".to_string() } else { format!("{epochs} epochs") };
+        let mut d = Diagnostic::warning("W0701", format!("the run is not learning: {why} after {epochs}"))
             .at(self.plan.train.span, "trained with this optimizer")
             .with_help(
                 "lower the learning rate or warm it up (`lr cosine(warmup: 1 epoch)`), or start from PyTorch's \
@@ -245,7 +246,7 @@ impl<'a> Trainer<'a> {
             d = d.with_secondary(span, "checked here");
         }
         if !self.opts.quiet {
-            eprintln!("warning[W0701]: the run is not learning: {why} after {epochs} epochs");
+            eprintln!("warning[W0701]: the run is not learning: {why} after {epochs}");
         }
         self.warnings.push(d);
         if nl.stop {
