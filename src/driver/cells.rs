@@ -246,6 +246,10 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions, rerun: Rerun) -> Outcome {
     match result {
         Ok(s) => {
             let _ = std::fs::remove_file(cell.error_file());
+            // Warnings raised while training (W0701: not learning) are worth a line per cell.
+            for w in &s.warnings {
+                eprintln!("{}: warning[{}]: {}", cell.dir.display(), w.code, w.message);
+            }
             Outcome::Finished { test_accuracy: s.test_accuracy, sparsity: s.sparsity, seconds: s.seconds }
         }
         Err(d) => {
