@@ -1,8 +1,10 @@
 //! Run outputs. In: per-evaluation [`Metrics`] and the final [`RunSummary`] from the engine.
 //! Out: the run directory (`metrics.jsonl`, `summary.json`, safetensors files, see
-//! [`rundir`]), FLOP counts ([`flops`]), and the text report printed at the end.
+//! [`rundir`]; plots, see [`plots`]), FLOP counts ([`flops`]), and the text report printed at
+//! the end.
 
 pub mod flops;
+pub mod plots;
 pub mod rundir;
 pub mod sweep;
 
@@ -32,7 +34,11 @@ pub struct Metrics {
     pub train_loss: f64,
     pub train_accuracy: f64,
     pub val_accuracy: Option<f64>,
+    /// Mean cross-entropy on the validation split (when there is one).
+    pub val_loss: Option<f64>,
     pub test_accuracy: Option<f64>,
+    /// Mean cross-entropy on the test split (when there is no validation split).
+    pub test_loss: Option<f64>,
     pub sparsity: f64,
     pub lr: f64,
     pub seconds: f64,

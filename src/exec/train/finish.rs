@@ -66,6 +66,7 @@ impl Trainer<'_> {
             None => None,
         };
         let (sparsity, layers) = self.realised();
+        self.write_plots(&layers)?;
         let density = |name: &str| {
             // A shared conv weight (weight sharing) is its owner's tensor times a scalar.
             let shared = self.plan.model.shared.iter().find(|s| s.param == name);
