@@ -7,6 +7,7 @@ use std::process::Command;
 fn sprsc(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_sprsc"))
         .args(args)
+        .env_remove("SPRS_MEMORY_AVAILABLE")
         .envs(env.iter().copied())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
@@ -99,4 +100,58 @@ fn plots_false_writes_no_plot() {
         }
     }
     let _ = std::fs::remove_dir_all(out.parent().unwrap());
+}
+
+/// The issue's example: two `dense 60000` layers check clean, and `sprsc run` refuses with
+/// E0710 at the layer owning the largest tensor instead of aborting in a 14.4 GB allocation.
+#[test]
+fn a_model_too_big_for_memory_is_refused_before_it_allocates() {
+    let dir = temp("huge");
+    let file = dir.join("huge.sprs");
+    let recipe = "recipe huge {\n  data synthetic_digits(train: 600, test: 100)\n  model { input 1x28x28\n    flatten\n    \
+                  dense 60000\n    relu\n    dense 60000\n    relu\n    dense 10 }\n  train { epochs 1; batch 64 }\n}\n";
+    std::fs::write(&file, recipe).unwrap();
+    let f = file.to_str().unwrap();
+    let (code, ir, _) = sprsc(&["check", f, "--emit", "ir"], &[]);
+    assert_eq!(code, 0);
+    assert!(ir.contains("  memory estimate, batch 64\n") && ir.contains("    peak 87.9 GB\n"), "{ir}");
+    let out = dir.join("run");
+    let env = [("SPRS_MEMORY_AVAILABLE", "16G")];
+    let (code, stdout, _) = sprsc(&["run", f, "--format", "json", "--out", out.to_str().unwrap()], &env);
+    assert_eq!(code, 1, "{stdout}");
+    let d: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(d["code"], "E0710");
+    assert_eq!(d["line"], 7, "points at the second `dense 60000`");
+    assert!(!out.join("weights.safetensors").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The estimate against the peak resident memory (`VmHWM`, read by the run itself at its end
+/// and reported in `summary.json` as `memory_peak`) of short real runs: two shipped recipes and
+/// LeNet-5-Caffe on synthetic digits.
+#[test]
+fn the_memory_estimate_is_within_25_percent_of_the_measured_peak() {
+    let dir = temp("memory");
+    let lenet5 = dir.join("lenet5.sprs");
+    std::fs::write(
+        &lenet5,
+        "recipe lenet5 {\n  data synthetic_digits(train: 2000, test: 500)\n  model lenet5_caffe\n  \
+         sparsity { target 90%; mask magnitude; schedule cubic(start: 0 epochs, end: 1 epoch, every: 5 steps) }\n  \
+         train { epochs 1; batch 128 }\n}\n",
+    )
+    .unwrap();
+    let recipes = ["recipes/quickstart.sprs", "recipes/custom_kernel.sprs", lenet5.to_str().unwrap()];
+    let mut report = Vec::new();
+    for (i, r) in recipes.iter().enumerate() {
+        let out = dir.join(format!("run{i}"));
+        let (code, _, err) = sprsc(&["run", r, "--out", out.to_str().unwrap(), "--threads", "2"], &[]);
+        assert_eq!(code, 0, "{r}: {err}");
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+        let (est, peak) = (s["memory_estimate"].as_f64().unwrap(), s["memory_peak"].as_f64().unwrap());
+        report.push(format!("{r}: estimate {:.1} MB, measured {:.1} MB", est / 1e6, peak / 1e6));
+        assert!((est / peak - 1.0).abs() <= 0.25, "{report:?}");
+    }
+    eprintln!("{}", report.join("\n"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -66,6 +66,10 @@ pub struct RunSummary {
     pub seconds: f64,
     pub seconds_per_epoch: f64,
     pub final_train_loss: f64,
+    /// Peak memory the plan was estimated to need (`ir::memory`), in bytes.
+    pub memory_estimate: u64,
+    /// Peak resident memory the run reached (`VmHWM`), in bytes, where the system tells.
+    pub memory_peak: Option<u64>,
     /// Train loss after each step, for tests and plots.
     #[serde(skip)]
     pub losses: Vec<f32>,
@@ -108,6 +112,9 @@ pub fn text_report(s: &RunSummary) -> String {
         s.flops_sparse,
         ratio(s.flops_dense as f64, s.flops_sparse as f64)
     );
+    let human = crate::ir::memory::human;
+    let measured = s.memory_peak.map_or(String::new(), |p| format!(", measured {}", human(p)));
+    let _ = writeln!(out, "memory peak {} estimated{measured}", human(s.memory_estimate));
     let _ = writeln!(
         out,
         "{} epochs, {} steps on {} threads in {:.1}s ({:.2}s per epoch)",
