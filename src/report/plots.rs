@@ -58,7 +58,7 @@ struct Chart {
 }
 
 /// The fonts live in a process-wide table; registering once is enough.
-fn register_font() {
+pub(crate) fn register_font() {
     static FONT: Once = Once::new();
     FONT.call_once(|| {
         let bytes: &'static [u8] = include_bytes!("fonts/DejaVuSans.ttf");
