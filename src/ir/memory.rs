@@ -64,13 +64,18 @@ impl Memory {
     /// The most the run holds at once: everything resident, plus the larger of a training step
     /// and an evaluation batch.
     pub fn peak(&self) -> u64 {
-        self.params
-            + self.gradients
-            + self.masks
-            + self.optimizer
-            + self.activations.max(self.eval_activations)
-            + self.data.unwrap_or(0)
-            + self.runtime
+        // Saturating: the checker bounds every size, but an estimate must never overflow.
+        [
+            self.params,
+            self.gradients,
+            self.masks,
+            self.optimizer,
+            self.activations.max(self.eval_activations),
+            self.data.unwrap_or(0),
+            self.runtime,
+        ]
+        .iter()
+        .fold(0u64, |a, b| a.saturating_add(*b))
     }
 
     /// The `n` layers with the largest activations, largest first.
@@ -137,8 +142,8 @@ pub fn estimate(plan: &Plan, examples_loaded: Option<usize>) -> Memory {
         gradients: 2 * values * F32,
         masks: masks * F32,
         optimizer: moments * values * F32,
-        activations: (TRAIN_COPIES * (train_values * batch * F32) as f64) as u64,
-        eval_activations: EVAL_COPIES * largest * eval_batch * F32,
+        activations: (TRAIN_COPIES * train_values.saturating_mul(batch).saturating_mul(F32) as f64) as u64,
+        eval_activations: (EVAL_COPIES * F32).saturating_mul(largest).saturating_mul(eval_batch),
         layers,
         data,
         runtime: RUNTIME,
@@ -153,5 +158,19 @@ pub fn human(bytes: u64) -> String {
         0..=999_999 => format!("{:.0} KB", b / 1e3),
         1_000_000..=999_999_999 => format!("{:.1} MB", b / 1e6),
         _ => format!("{:.1} GB", b / 1e9),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_print_in_powers_of_1000() {
+        assert_eq!(human(0), "0 KB");
+        assert_eq!(human(401_408), "401 KB");
+        assert_eq!(human(45_600_000), "45.6 MB");
+        assert_eq!(human(14_400_000_000), "14.4 GB");
+        assert_eq!(human(u64::MAX), "18446744073.7 GB");
     }
 }
