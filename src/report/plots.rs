@@ -121,7 +121,7 @@ fn charts(recipe: &str, evals: &[Evaluation], trace: &Trace) -> Vec<Chart> {
         1 => "1 masked tensor".to_string(),
         n => format!("{n} masked tensors"),
     };
-    vec![
+    let mut charts = vec![
         Chart { file: "loss", title: format!("{recipe}: loss"), y_label: "cross-entropy", series: loss, legend: true },
         Chart {
             file: "accuracy",
@@ -137,14 +137,18 @@ fn charts(recipe: &str, evals: &[Evaluation], trace: &Trace) -> Vec<Chart> {
             series: lr,
             legend: false,
         },
-        Chart {
+    ];
+    // A dense run has no sparsity to draw.
+    if !trace.names.is_empty() {
+        charts.push(Chart {
             file: "sparsity",
             title: format!("{recipe}: sparsity of {tensors} (dashed: target)"),
             y_label: "sparsity (%)",
             series: sparsity,
             legend: few,
-        },
-    ]
+        });
+    }
+    charts
 }
 
 /// The y range of a chart: accuracy up to 100, sparsity on 0..100, anything else from 0 (or its minimum when
@@ -241,7 +245,8 @@ fn png(c: &Chart) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-/// Writes every plot of a run into `dir` as `NAME.svg` and `NAME.png`; returns the paths.
+/// Writes every plot of a run into `dir` as `NAME.svg` and `NAME.png` (no sparsity plot for a
+/// run without masked tensors); returns the paths.
 pub fn write_plots(dir: &Path, recipe: &str, evals: &[Evaluation], trace: &Trace) -> io::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for c in charts(recipe, evals, trace) {
