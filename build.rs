@@ -15,9 +15,12 @@ fn main() {
         })
         .unwrap_or_default();
     codes.sort();
+    // Read at run time, not baked in with `env!`: a build script compiled in one checkout
+    // must not point a copied target directory at that checkout's files.
+    let root = env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let mut table = String::from("&[\n");
     for code in &codes {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).join(format!("{code}.md"));
+        let path = Path::new(&root).join(dir).join(format!("{code}.md"));
         println!("cargo:rerun-if-changed={}", path.display());
         table.push_str(&format!("    ({code:?}, include_str!({:?})),\n", path.display().to_string()));
     }

@@ -1,5 +1,6 @@
 //! The command line: `sprsc check`, `sprsc run`, `sprsc sweep` (its handler in `sweep`),
-//! `sprsc explain`. Exit codes: 0 clean (warnings allowed), 1 diagnostics, 2 usage or I/O error.
+//! `sprsc explain`, `sprsc fmt`, `sprsc lsp`. Exit codes: 0 clean (warnings allowed), 1
+//! diagnostics, 2 usage or I/O error.
 
 mod sweep;
 
@@ -103,6 +104,17 @@ pub enum Command {
         #[arg(long)]
         collect: bool,
     },
+    /// Format recipe files in place (one canonical layout, comments kept); `--check` only reports.
+    Fmt {
+        /// The .sprs files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Change nothing: print a diff of each file that is not formatted and exit 1.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Run the language server on stdin/stdout (for editors).
+    Lsp,
     /// Explain a diagnostic code, e.g. `sprsc explain E0204`; `--list` lists all codes.
     Explain {
         /// The code (E0204, W0201).
@@ -209,6 +221,8 @@ pub fn main_with(cli: Cli) -> i32 {
             sweep::sweep(&file, name.as_deref(), out, threads, &sets, mode)
         }
         Command::Explain { code, list } => explain(code.as_deref(), list),
+        Command::Fmt { files, check } => fmt(&files, check),
+        Command::Lsp => crate::lsp::serve(),
     }
 }
 
@@ -314,6 +328,10 @@ fn run(comp: &Compilation, recipe: Option<&str>, out: Option<PathBuf>, threads: 
     let opts = crate::exec::RunOptions { out_dir: out, threads, quiet, max_steps: None, max_eval: None };
     match crate::driver::run_plan(comp, plan, &opts) {
         Ok(summary) => {
+            report(&summary.warnings, comp, format);
+            if let Some(why) = &summary.stopped {
+                eprintln!("stopped early: {why}");
+            }
             if quiet {
                 println!("{}", serde_json::to_string(&summary).unwrap_or_default());
             } else {
@@ -329,6 +347,50 @@ fn run(comp: &Compilation, recipe: Option<&str>, out: Option<PathBuf>, threads: 
             1
         }
     }
+}
+
+/// `sprsc fmt`: 0 all formatted (or now formatted), 1 a file needs formatting (`--check`) or
+/// has syntax errors, 2 a file cannot be read or written.
+fn fmt(files: &[PathBuf], check: bool) -> i32 {
+    let mut status = 0;
+    for path in files {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: cannot read `{}`: {e}", path.display());
+                status = 2;
+                continue;
+            }
+        };
+        let formatted = match crate::fmt::format(&text) {
+            Ok(f) => f,
+            Err(crate::fmt::FmtError::Syntax(diags)) => {
+                let mut sources = diagnostics::SourceMap::default();
+                sources.add(path.clone(), text);
+                let color = std::io::stderr().is_terminal();
+                diags.iter().for_each(|d| eprint!("{}", diagnostics::render_text(d, &sources, color)));
+                eprintln!("error: `{}` was not formatted: it does not parse", path.display());
+                status = status.max(1);
+                continue;
+            }
+            Err(e) => {
+                eprintln!("error: `{}`: {e}", path.display());
+                status = status.max(1);
+                continue;
+            }
+        };
+        if formatted == text {
+            continue;
+        }
+        if check {
+            print!("{}", crate::fmt::diff(&path.display().to_string(), &text, &formatted));
+            status = status.max(1);
+        } else if let Err(e) = std::fs::write(path, formatted) {
+            eprintln!("error: cannot write `{}`: {e}", path.display());
+            status = 2;
+        }
+    }
+    status
 }
 
 fn explain(code: Option<&str>, list: bool) -> i32 {

@@ -76,8 +76,12 @@ fn emitted(code: &str, text: &str) -> BTreeSet<String> {
                         max_steps: Some(5),
                         max_eval: Some(256),
                     };
-                    if let Err(e) = sprsc::exec::run(plan, &data, &opts) {
-                        codes.insert(e.code().to_string());
+                    match sprsc::exec::run(plan, &data, &opts) {
+                        Err(e) => {
+                            codes.insert(e.code().to_string());
+                        }
+                        // Warnings raised while training (W0701).
+                        Ok(summary) => codes.extend(summary.warnings.iter().map(|d| d.code.to_string())),
                     }
                 }
             }

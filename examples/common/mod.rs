@@ -26,7 +26,7 @@ impl Builder {
             shape,
             masked,
             target: None,
-            init: Init::default_for(kind),
+            init: Init::Const(0.0), // resolved in `plan`
             added_by: None,
         });
     }
@@ -120,17 +120,21 @@ pub fn plan(mut model: Model, target: f64, batch: usize) -> Plan {
         loss: Loss::CrossEntropy,
         clip_grad_norm: None,
         eval_every: 1,
+        not_learning: NotLearning { after: Time::Epochs(1.0), stop: false, span: None },
         span: Span::default(),
     };
     let data = DataSpec { dataset: Dataset::Mnist, path: None, val: 0, augment: vec![], span: Span::default() };
     let output = Output { dir: "runs/bench".into(), checkpoint_every: None, plots: false };
     let recipe = model.name.clone();
+    let init = InitSpec::pytorch();
+    sprsc::ir::lower::resolve_inits(&mut model.params, &init);
     Plan {
         recipe,
         span: Span::default(),
         seed: 0,
         data,
         model,
+        init,
         sparsity,
         techniques: vec![],
         train,

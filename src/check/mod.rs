@@ -5,6 +5,7 @@
 //! layer name, blocks merge), `--set` overrides applied, and each recipe read into a `Plan`.
 
 mod data;
+mod init;
 mod kernels;
 mod model;
 mod params;
@@ -144,7 +145,7 @@ fn resolve_all<'a>(sink: &mut Sink, recipes: &[&'a RecipeItem]) -> Vec<(&'a Reci
     out
 }
 
-const MERGED_BLOCKS: &[&str] = &["sparsity", "techniques", "train", "output"];
+const MERGED_BLOCKS: &[&str] = &["init", "sparsity", "techniques", "train", "output"];
 
 fn key(s: &Statement) -> String {
     match (s.keyword.name.as_str(), s.args.first().map(|a| &a.value.kind)) {

@@ -12,6 +12,11 @@ pub fn collect(layers: &[Layer]) -> Vec<Param> {
 
 fn walk(layers: &[Layer], out: &mut Vec<Param>) {
     for l in layers {
+        let fan_in = match &l.kind {
+            LayerKind::Dense { .. } => l.input.iter().product(),
+            LayerKind::Conv { kernel, groups, .. } => l.input[0] / groups.max(&1) * kernel * kernel,
+            _ => 1,
+        };
         let mut push = |kind: ParamKind, suffix: &str, shape: Vec<usize>| {
             out.push(Param {
                 name: format!("{}.{suffix}", l.name),
@@ -20,7 +25,8 @@ fn walk(layers: &[Layer], out: &mut Vec<Param>) {
                 shape,
                 masked: kind == ParamKind::Weight,
                 target: None,
-                init: Init::default_for(kind),
+                // PyTorch's default (the `init` block is applied when the plan is lowered).
+                init: Init::pytorch(kind, fan_in),
                 added_by: None,
             })
         };

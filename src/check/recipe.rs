@@ -1,13 +1,13 @@
 //! One recipe, after `extends` is resolved: the top-level statements read into a [`Plan`].
 
 use super::reader::{check_block_use, missing, Args, BlockReader, Sink};
-use super::{data, model, rules, sparsity, techniques, train};
+use super::{data, init, model, rules, sparsity, techniques, train};
 use crate::diagnostics::{Diagnostic, Span};
 use crate::ir::kernel::KernelDef;
 use crate::ir::plan::{DataSpec, Dataset, Plan, Update};
 use crate::syntax::ast::Statement;
 
-pub const RECIPE_KEYS: &[&str] = &["seed", "data", "model", "sparsity", "techniques", "train", "output"];
+pub const RECIPE_KEYS: &[&str] = &["seed", "data", "model", "init", "sparsity", "techniques", "train", "output"];
 
 /// Spans of statements the cross-field rules point at.
 #[derive(Default)]
@@ -48,6 +48,7 @@ pub fn check_recipe(
             None
         }
     };
+    let init = init::init(sink, b.one("init"));
     let sparsity = match b.one("sparsity") {
         Some(st) => sparsity::sparsity(sink, st),
         None => Some(sparsity::no_sparsity(span)),
@@ -75,13 +76,14 @@ pub fn check_recipe(
         augment: vec![],
         span,
     });
-    let (model, sparsity, train, output) = (model?, sparsity?, train?, output?);
+    let (model, init, sparsity, train, output) = (model?, init?, sparsity?, train?, output?);
     let mut plan = Plan {
         recipe: name.to_string(),
         span,
         seed: seed.unwrap_or(0),
         data,
         model,
+        init,
         sparsity: sparsity.sparsity,
         techniques,
         train,

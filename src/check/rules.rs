@@ -179,26 +179,28 @@ fn needs_residual(sink: &mut Sink, plan: &Plan, span: Span, what: &str) {
     }
 }
 
+/// Per-layer statements (`sparsity { layer ... }`, `init { layer ... }`) name layers with weights.
 fn overrides(sink: &mut Sink, plan: &Plan) {
-    let mut names = Vec::new();
-    crate::ir::passes::for_each_layer(&plan.model.layers, &mut |l| names.push(l.name.clone()));
-    for o in &plan.sparsity.overrides {
-        let has_weight = plan.model.params.iter().any(|p| p.layer == o.layer && p.kind == ParamKind::Weight);
-        if find_layer(&plan.model.layers, &o.layer).is_none() {
+    let sparsity =
+        plan.sparsity.overrides.iter().map(|o| (&o.layer, o.span, "sparsify", "nothing to mask", "overrides"));
+    let init = plan.init.layers.iter().map(|(l, _, span)| (l, *span, "initialise", "nothing to initialise", "inits"));
+    for (layer, span, what, label, statements) in sparsity.chain(init) {
+        let has_weight = plan.model.params.iter().any(|p| &p.layer == layer && p.kind == ParamKind::Weight);
+        if find_layer(&plan.model.layers, layer).is_none() {
             let weighted: Vec<&str> =
                 plan.model.params.iter().filter(|p| p.kind == ParamKind::Weight).map(|p| p.layer.as_str()).collect();
             let mut d =
-                Diagnostic::error("E0304", format!("the model has no layer `{}`", o.layer)).at(o.span, "unknown layer");
-            d = match did_you_mean(&o.layer, weighted.iter().copied()) {
+                Diagnostic::error("E0304", format!("the model has no layer `{layer}`")).at(span, "unknown layer");
+            d = match did_you_mean(layer, weighted.iter().copied()) {
                 Some(s) => d.with_help(format!("did you mean `{s}`?")),
                 None => d.with_help(format!("layers with weights: {}", weighted.join(", "))),
             };
             sink.push(d);
         } else if !has_weight {
             sink.push(
-                Diagnostic::error("E0304", format!("layer `{}` has no weights to sparsify", o.layer))
-                    .at(o.span, "nothing to mask")
-                    .with_help("overrides apply to `conv` and `dense` layers"),
+                Diagnostic::error("E0304", format!("layer `{layer}` has no weights to {what}"))
+                    .at(span, label)
+                    .with_help(format!("{statements} apply to `conv` and `dense` layers")),
             );
         }
     }

@@ -12,8 +12,9 @@ use crate::syntax::ast::{Arg, Block, Ident, RecipeItem, Statement, SweepItem, Va
 fn block_keys(block: &str) -> Vec<&'static str> {
     match block {
         "sparsity" => vec!["target", "distribution", "dense", "layer", "mask", "schedule", "update", "freeze"],
-        "train" => vec!["epochs", "batch", "optimizer", "lr", "loss", "clip_grad_norm", "eval_every"],
+        "train" => super::train::TRAIN_KEYS.to_vec(),
         "techniques" => technique_names(),
+        "init" => super::init::INIT_KEYS.to_vec(),
         "output" => vec!["dir", "checkpoint", "plots"],
         _ => vec![],
     }

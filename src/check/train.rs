@@ -6,7 +6,8 @@ use crate::diagnostics::Diagnostic;
 use crate::ir::plan::*;
 use crate::syntax::ast::{Statement, Value, ValueKind};
 
-const TRAIN_KEYS: &[&str] = &["epochs", "batch", "optimizer", "lr", "loss", "clip_grad_norm", "eval_every"];
+pub const TRAIN_KEYS: &[&str] =
+    &["epochs", "batch", "optimizer", "lr", "loss", "clip_grad_norm", "eval_every", "not_learning"];
 
 pub fn train(sink: &mut Sink, s: &Statement) -> Option<Train> {
     check_block_use(sink, s, true);
@@ -45,6 +46,16 @@ pub fn train(sink: &mut Sink, s: &Statement) -> Option<Train> {
     let eval_every = b
         .one("eval_every")
         .map_or(Some(1), |st| single(sink, st, "eval_every 1").and_then(|v| r::int(sink, v, "eval_every", 1, 100_000)));
+    let not_learning = match b.one("not_learning") {
+        None => Some(NotLearning { after: Time::Epochs(1.0), stop: false, span: None }),
+        Some(st) => {
+            let mut a = Args::of_statement(sink, st);
+            let after = time_arg(sink, &mut a, "after", Some(Time::Epochs(1.0)), "not_learning(after: 2 epochs)");
+            let stop = r::choice(sink, &mut a, "action", "action", &[("warn", false), ("stop", true)], false);
+            a.finish(sink, &["after", "action"]);
+            (|| Some(NotLearning { after: after?, stop: stop?, span: Some(st.span) }))()
+        }
+    };
     // A field that failed is already reported; its default stands in so the cross-field rules
     // still run (the plan is discarded because of the error).
     Some(Train {
@@ -55,6 +66,7 @@ pub fn train(sink: &mut Sink, s: &Statement) -> Option<Train> {
         loss: loss.unwrap_or(Loss::CrossEntropy),
         clip_grad_norm: clip.unwrap_or(None),
         eval_every: eval_every.unwrap_or(1),
+        not_learning: not_learning.unwrap_or(NotLearning { after: Time::Epochs(1.0), stop: false, span: None }),
         span: b.one("optimizer").map_or(s.span, |o| o.span),
     })
 }

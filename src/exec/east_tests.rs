@@ -235,7 +235,7 @@ fn net_loss(plan: &Plan, values: &[Vec<f32>], step: u64) -> (f32, Vec<Vec<f32>>)
     let mut mode = Mode { train: true, dropout: true, rng: &mut rng, step };
     let mut g = vec![Vec::new(); values.len()];
     let span = crate::diagnostics::Span::default();
-    let (value, _) = net.loss_and_grads(&batch, Objective::PLAIN, &mut mode, span, |i, v| g[i] = v.to_vec()).unwrap();
+    let (value, _) = net.loss_and_grads(batch, Objective::PLAIN, &mut mode, span, |i, v| g[i] = v.to_vec()).unwrap();
     (value, g)
 }
 

@@ -13,7 +13,7 @@ fn layer(name: &str, kind: LayerKind, input: Vec<usize>, output: Vec<usize>) -> 
 
 fn param(layer: &str, suffix: &str, kind: ParamKind, shape: Vec<usize>) -> Param {
     let masked = kind == ParamKind::Weight;
-    let init = Init::default_for(kind);
+    let init = Init::pytorch(kind, shape.iter().skip(1).product());
     Param {
         name: format!("{layer}.{suffix}"),
         layer: layer.into(),
@@ -44,7 +44,12 @@ pub fn mlp(input: [usize; 3], widths: &[usize]) -> Model {
     Model { name: "custom".into(), input, classes: n, layers, params, shared: vec![], span: Span::default() }
 }
 
-pub fn plan(model: Model, sparsity: Sparsity, train: Train) -> Plan {
+/// A plan over `model` with Kaiming-normal weights (fan-in, ReLU gain) and zero biases: the
+/// init these tests were written for (the language's default is PyTorch's).
+pub fn plan(mut model: Model, sparsity: Sparsity, train: Train) -> Plan {
+    let weights = WeightInit::Kaiming { normal: true, fan: Fan::In, gain: 2f64.sqrt() };
+    let init = InitSpec { weights, bias: BiasInit::Zeros, ..InitSpec::pytorch() };
+    crate::ir::lower::resolve_inits(&mut model.params, &init);
     Plan {
         recipe: "golden".into(),
         span: Span::default(),
@@ -57,6 +62,7 @@ pub fn plan(model: Model, sparsity: Sparsity, train: Train) -> Plan {
             span: Span::default(),
         },
         model,
+        init,
         sparsity,
         techniques: vec![],
         train,
@@ -88,6 +94,7 @@ pub fn sgd_train(epochs: u64, batch: usize, lr: f64) -> Train {
         loss: Loss::CrossEntropy,
         clip_grad_norm: None,
         eval_every: 1,
+        not_learning: NotLearning { after: Time::Epochs(1.0), stop: false, span: None },
         span: Span::default(),
     }
 }

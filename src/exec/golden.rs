@@ -186,7 +186,7 @@ fn conv_model() -> Model {
         shape,
         masked: false,
         target: None,
-        init: Init::default_for(kind),
+        init: Init::pytorch(kind, 1), // weights and biases resolved by `plan`
         added_by: None,
     };
     let params = vec![
@@ -213,7 +213,7 @@ fn net_loss(model: &Model, values: &[Vec<f32>], x: &[f32], labels: &[usize]) -> 
     let batch = Batch { images: x.to_vec(), labels: labels.to_vec() };
     let mut g = vec![Vec::new(); values.len()];
     let (value, _) =
-        net.loss_and_grads(&batch, Objective::PLAIN, &mut mode, Span::default(), |i, v| g[i] = v.to_vec()).unwrap();
+        net.loss_and_grads(batch, Objective::PLAIN, &mut mode, Span::default(), |i, v| g[i] = v.to_vec()).unwrap();
     (value, g)
 }
 

@@ -48,6 +48,49 @@ fn normal(rng: &mut ChaCha8Rng) -> f32 {
     ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
 }
 
+/// A `rows x cols` matrix with orthonormal rows (or columns, when there are more rows than
+/// columns) times `gain`, as PyTorch's `orthogonal_`: Gram-Schmidt (twice, for accuracy) on a
+/// standard normal matrix, each vector's sign fixed by its draw so the result is uniform.
+fn orthogonal(rows: usize, cols: usize, gain: f64, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    let (n, m) = if rows < cols { (rows, cols) } else { (cols, rows) };
+    // `n` vectors of length `m` to orthonormalise (n <= m).
+    let mut v: Vec<Vec<f64>> = (0..n).map(|_| (0..m).map(|_| normal(rng) as f64).collect()).collect();
+    for i in 0..n {
+        for _ in 0..2 {
+            for j in 0..i {
+                let d: f64 = v[i].iter().zip(&v[j]).map(|(a, b)| a * b).sum();
+                let vj = v[j].clone();
+                v[i].iter_mut().zip(&vj).for_each(|(a, b)| *a -= d * b);
+            }
+        }
+        let norm = v[i].iter().map(|a| a * a).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+        v[i].iter_mut().for_each(|a| *a /= norm);
+    }
+    let mut out = vec![0.0f32; rows * cols];
+    for (i, vi) in v.iter().enumerate() {
+        for (j, x) in vi.iter().enumerate() {
+            let (r, c) = if rows < cols { (i, j) } else { (j, i) };
+            out[r * cols + c] = (gain * x) as f32;
+        }
+    }
+    out
+}
+
+/// Evci et al. (2022)'s sparse init: each output unit's kept weights scaled by
+/// `sqrt(fan_in / kept)`, so a unit's variance matches its real fan-in under its mask.
+pub fn rescale_to_kept_fan_in(params: &mut [ParamBuf]) {
+    for p in params.iter_mut().filter(|p| p.spec.masked && p.spec.kind == ParamKind::Weight) {
+        let cols = p.cols.max(1);
+        for (w, m) in p.raw.chunks_mut(cols).zip(p.mask.chunks(cols)) {
+            let kept = m.iter().filter(|x| **x != 0.0).count();
+            if kept > 0 && kept < cols {
+                let k = (cols as f32 / kept as f32).sqrt();
+                w.iter_mut().for_each(|x| *x *= k);
+            }
+        }
+    }
+}
+
 /// Buffers for every param of `plan`, with the optimizer state and (under soft thresholding)
 /// effective weights its update rule needs.
 pub fn init(plan: &Plan) -> Vec<ParamBuf> {
@@ -65,11 +108,12 @@ pub fn buffers(params: &[Param], seed: u64, soft: bool, adam: bool) -> Vec<Param
             let n = p.numel();
             let rows = if p.kind == ParamKind::Weight { p.shape[0].max(1) } else { 1 };
             let raw = match p.init {
-                // Kaiming normal, fan_in mode, ReLU gain: std = sqrt(2 / fan_in).
-                Init::KaimingNormal => {
-                    let std = (2.0 / (n / rows).max(1) as f32).sqrt();
-                    (0..n).map(|_| normal(&mut rng) * std).collect()
+                Init::Normal { std } => (0..n).map(|_| normal(&mut rng) * std as f32).collect(),
+                Init::Uniform { bound } => {
+                    let b = bound as f32;
+                    (0..n).map(|_| rng.gen_range(-b..b)).collect()
                 }
+                Init::Orthogonal { gain } => orthogonal(rows, n / rows, gain, &mut rng),
                 Init::Uniform01 => (0..n).map(|_| rng.gen::<f32>()).collect(),
                 Init::Const(c) => vec![c as f32; n],
             };
@@ -102,7 +146,11 @@ mod tests {
             shape,
             masked: kind == ParamKind::Weight,
             target: None,
-            init: Init::default_for(kind),
+            init: match kind {
+                ParamKind::Weight => Init::Normal { std: (2.0f64 / 450.0).sqrt() },
+                ParamKind::Bias => Init::Const(0.0),
+                _ => Init::pytorch(kind, 450),
+            },
             added_by: None,
         }
     }
@@ -122,5 +170,60 @@ mod tests {
         assert_eq!(a[0].cols, 450);
         assert!(a[1].raw.iter().all(|v| *v == 0.0) && a[1].mask.is_empty());
         assert_eq!(a[2].raw, vec![1.0; 4]);
+    }
+
+    fn weight(shape: Vec<usize>, init: Init) -> Param {
+        Param { init, ..param(ParamKind::Weight, shape) }
+    }
+
+    fn stats(v: &[f32]) -> (f64, f64) {
+        let n = v.len() as f64;
+        let mean = v.iter().map(|x| *x as f64).sum::<f64>() / n;
+        (mean, (v.iter().map(|x| (*x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt())
+    }
+
+    #[test]
+    fn pytorch_default_and_kaiming_draws_have_their_bounds_and_spread() {
+        // LeNet-5-Caffe's fc1: fan-in 800, PyTorch's bound 1/sqrt(800).
+        let bound = 1.0 / 800f64.sqrt();
+        let p = weight(vec![500, 800], crate::ir::plan::WeightInit::Pytorch.resolve(800, 500));
+        let b = buffers(&[p], 3, false, false).remove(0);
+        assert!(b.raw.iter().all(|w| (w.abs() as f64) <= bound));
+        let (mean, std) = stats(&b.raw);
+        assert!(mean.abs() < 1e-3 && (std - bound / 3f64.sqrt()).abs() < 0.01 * bound, "{mean} {std}");
+        // Kaiming normal, fan_out, ReLU gain on a conv `[20, 1, 5, 5]`: std sqrt(2 / (20 * 25)).
+        let w =
+            crate::ir::plan::WeightInit::Kaiming { normal: true, fan: crate::ir::plan::Fan::Out, gain: 2f64.sqrt() };
+        let (fi, fo) = crate::ir::plan::fans(&[20, 1, 5, 5]);
+        assert_eq!((fi, fo), (25, 500));
+        let b = buffers(&[weight(vec![200, 10, 5, 5], w.resolve(fi, fo))], 4, false, false).remove(0);
+        let (_, std) = stats(&b.raw);
+        assert!((std - (2.0f64 / 500.0).sqrt()).abs() < 0.02 * (2.0f64 / 500.0).sqrt(), "{std}");
+    }
+
+    #[test]
+    fn orthogonal_rows_or_columns_are_orthonormal_times_the_gain() {
+        for (rows, cols) in [(4, 9), (9, 4), (5, 5)] {
+            let b = buffers(&[weight(vec![rows, cols], Init::Orthogonal { gain: 2.0 })], 1, false, false).remove(0);
+            let at = |r: usize, c: usize| b.raw[r * cols + c] as f64;
+            let (n, m) = if rows <= cols { (rows, cols) } else { (cols, rows) };
+            for i in 0..n {
+                for j in 0..n {
+                    let d: f64 =
+                        (0..m).map(|k| if rows <= cols { at(i, k) * at(j, k) } else { at(k, i) * at(k, j) }).sum();
+                    let want = if i == j { 4.0 } else { 0.0 };
+                    assert!((d - want).abs() < 1e-4, "{rows}x{cols} ({i},{j}): {d}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sparse_init_scales_each_unit_to_its_kept_fan_in() {
+        let mut b = buffers(&[weight(vec![2, 4], Init::Const(1.0))], 0, false, false);
+        b[0].mask = vec![1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0];
+        b[0].raw = vec![1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0];
+        rescale_to_kept_fan_in(&mut b);
+        assert_eq!(b[0].raw, vec![2.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
     }
 }

@@ -50,6 +50,7 @@ recipe tiny {
     global_avgpool
     dense 10
   }
+  init { weights kaiming_normal(mode: fan_in); bias zeros }
   sparsity { target 50%; mask random }
   TECHNIQUES
   train { epochs 1; batch 16 }

@@ -222,7 +222,7 @@ mod jit {
             shape: vec![ROWS, COLS],
             masked,
             target: None,
-            init: crate::ir::plan::Init::default_for(kind),
+            init: crate::ir::plan::Init::pytorch(kind, COLS),
             added_by: None,
         };
         let mut p = init(&[spec], seed, soft, adam).remove(0);

@@ -4,7 +4,7 @@
 //! (`ir::passes`), so the layers are the graph the engine runs.
 
 use crate::diagnostics::{Diagnostic, Span};
-use crate::ir::plan::{Distribution, Plan};
+use crate::ir::plan::{fans, BiasInit, Distribution, Init, InitSpec, Param, ParamKind, Plan};
 
 /// A technique that cannot be applied to this model (E0313: a ghost skip that no 1x1
 /// convolution can bridge), with the layer it concerns.
@@ -22,10 +22,40 @@ impl LowerError {
     }
 }
 
-/// Lowers `plan` in place: targets first (weight sharing corrects them), then the passes.
+/// Lowers `plan` in place: inits and targets first (weight sharing corrects the targets), then
+/// the passes (the tensors they add carry their own inits).
 pub fn lower(plan: &mut Plan) -> Vec<LowerError> {
+    assign_inits(plan);
     assign_targets(plan);
     super::passes::apply(plan)
+}
+
+/// Resolves the `init` block to each of the model's tensors: weights by their layer's entry or
+/// the block's `weights`, biases by `bias` (PyTorch's bound is the layer weight's fan-in).
+pub fn assign_inits(plan: &mut Plan) {
+    resolve_inits(&mut plan.model.params, &plan.init);
+}
+
+/// [`assign_inits`] over a list of the model's own tensors (plans built in code use it too).
+pub fn resolve_inits(params: &mut [Param], spec: &InitSpec) {
+    let weight_fans: Vec<(String, (usize, usize))> =
+        params.iter().filter(|p| p.kind == ParamKind::Weight).map(|p| (p.layer.clone(), fans(&p.shape))).collect();
+    let fan_of = |layer: &str| weight_fans.iter().find(|(l, _)| l == layer).map_or((1, 1), |(_, f)| *f);
+    for p in params.iter_mut().filter(|p| p.added_by.is_none()) {
+        let (fan_in, fan_out) = fan_of(&p.layer);
+        p.init = match p.kind {
+            ParamKind::Weight => {
+                let how = spec.layers.iter().find(|(l, _, _)| *l == p.layer).map_or(spec.weights, |(_, w, _)| *w);
+                how.resolve(fan_in, fan_out)
+            }
+            ParamKind::Bias => match spec.bias {
+                BiasInit::Pytorch => Init::pytorch(ParamKind::Bias, fan_in),
+                BiasInit::Zeros => Init::Const(0.0),
+                BiasInit::Normal { std } => Init::Normal { std },
+            },
+            ParamKind::BnScale | ParamKind::BnShift | ParamKind::Scale => p.init,
+        };
+    }
 }
 
 /// Fills `Param::target` for masked tensors: the override of its layer, else the recipe's
@@ -92,5 +122,40 @@ pub fn erk_densities(plan: &Plan, density: f64) -> Vec<f64> {
                 .map(|(t, d)| if *d { 1.0 } else { (eps * t.1).clamp(0.0, 1.0) })
                 .collect();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ir::plan::{Init, Plan};
+
+    fn plan(init: &str) -> Plan {
+        let src = format!(
+            "recipe r {{\n data synthetic_digits(train: 64, test: 16)\n model lenet300_100\n {init}\n train {{ epochs 1 }}\n}}"
+        );
+        let c = crate::compile_source(std::path::Path::new("t.sprs"), src, &[]);
+        assert!(!c.has_errors(), "{:?}", c.diagnostics);
+        c.checked.plans.into_iter().next().expect("one plan")
+    }
+
+    fn init_of(p: &Plan, name: &str) -> Init {
+        p.model.params.iter().find(|q| q.name == name).expect("param").init
+    }
+
+    #[test]
+    fn the_default_is_pytorchs_and_the_block_overrides_it() {
+        let p = plan("");
+        let b784 = 1.0 / 784f64.sqrt();
+        assert_eq!(init_of(&p, "fc1.weight"), Init::Uniform { bound: b784 });
+        assert_eq!(init_of(&p, "fc1.bias"), Init::Uniform { bound: b784 });
+        assert_eq!(init_of(&p, "fc3.bias"), Init::Uniform { bound: 1.0 / 100f64.sqrt() });
+        let p = plan(
+            "init {\n weights kaiming_normal(mode: fan_in)\n bias zeros\n layer \"fc3\" xavier_uniform(gain: 1)\n }",
+        );
+        let kaiming = (2.0f64 / 784.0).sqrt();
+        assert!(matches!(init_of(&p, "fc1.weight"), Init::Normal { std } if (std - kaiming).abs() < 1e-12));
+        assert_eq!(init_of(&p, "fc1.bias"), Init::Const(0.0));
+        let xavier = 3f64.sqrt() * (2.0f64 / 110.0).sqrt();
+        assert!(matches!(init_of(&p, "fc3.weight"), Init::Uniform { bound } if (bound - xavier).abs() < 1e-12));
     }
 }

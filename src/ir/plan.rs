@@ -15,6 +15,7 @@ pub struct Plan {
     pub seed: u64,
     pub data: DataSpec,
     pub model: Model,
+    pub init: InitSpec,
     pub sparsity: Sparsity,
     pub techniques: Vec<Technique>,
     pub train: Train,
@@ -318,11 +319,16 @@ pub enum ParamKind {
     Scale,
 }
 
-/// How a tensor's initial values are drawn (in plan order, from one random stream).
+/// How a tensor's initial values are drawn (in plan order, from one random stream), resolved
+/// to numbers from the recipe's `init` block and the tensor's fans.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Init {
-    /// Normal with std `sqrt(2 / fan_in)` (fan-in mode, ReLU gain).
-    KaimingNormal,
+    /// Normal with mean 0 and this standard deviation.
+    Normal { std: f64 },
+    /// Uniform in `[-bound, bound)`.
+    Uniform { bound: f64 },
+    /// A (semi-)orthogonal matrix of the tensor's `[out, fan_in]` view, times `gain`.
+    Orthogonal { gain: f64 },
     /// Uniform in [0, 1) (ES2's weight-sharing scales).
     Uniform01,
     /// Every value `c` (draws nothing).
@@ -330,15 +336,109 @@ pub enum Init {
 }
 
 impl Init {
-    /// The default for a tensor of kind `kind`.
-    pub fn default_for(kind: ParamKind) -> Init {
+    /// PyTorch's default for a tensor of kind `kind` whose layer has fan-in `fan_in`: weights
+    /// and biases uniform in `+-1/sqrt(fan_in)` (`kaiming_uniform_(a = sqrt(5))`), batchnorm
+    /// scale 1 and shift 0, weight-sharing scales uniform in [0, 1).
+    pub fn pytorch(kind: ParamKind, fan_in: usize) -> Init {
         match kind {
-            ParamKind::Weight => Init::KaimingNormal,
+            ParamKind::Weight | ParamKind::Bias => Init::Uniform { bound: 1.0 / (fan_in.max(1) as f64).sqrt() },
             ParamKind::Scale => Init::Uniform01,
             ParamKind::BnScale => Init::Const(1.0),
-            ParamKind::Bias | ParamKind::BnShift => Init::Const(0.0),
+            ParamKind::BnShift => Init::Const(0.0),
         }
     }
+}
+
+/// `(fan_in, fan_out)` of a weight of shape `[out, in/groups, k, k]` or `[out, in]`, as PyTorch
+/// counts them (a group's inputs times the kernel; outputs times the kernel).
+pub fn fans(shape: &[usize]) -> (usize, usize) {
+    let kernel: usize = shape.iter().skip(2).product();
+    let out = shape.first().copied().unwrap_or(1);
+    let inp = shape.get(1).copied().unwrap_or(1);
+    (inp * kernel, out * kernel)
+}
+
+/// The recipe's `init` block: how the model's own tensors start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InitSpec {
+    pub weights: WeightInit,
+    pub bias: BiasInit,
+    /// Per-layer weight inits (`layer "fc3" xavier_uniform`), by layer name.
+    pub layers: Vec<(String, WeightInit, Span)>,
+    /// Evci et al. (2022)'s sparse init: once the initial masks are set, each output unit's kept
+    /// weights are scaled by `sqrt(fan_in / kept fan-in)`, so its variance matches its real fan-in.
+    pub sparse: bool,
+    /// The `init` block, if the recipe has one.
+    pub span: Option<Span>,
+}
+
+impl InitSpec {
+    pub fn pytorch() -> InitSpec {
+        InitSpec { weights: WeightInit::Pytorch, bias: BiasInit::Pytorch, layers: vec![], sparse: false, span: None }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fan {
+    In,
+    Out,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WeightInit {
+    /// `kaiming_uniform_(a = sqrt(5))`: uniform in `+-1/sqrt(fan_in)`.
+    Pytorch,
+    /// std `gain / sqrt(fan)`; uniform with the same std when not `normal`.
+    Kaiming {
+        normal: bool,
+        fan: Fan,
+        gain: f64,
+    },
+    /// std `gain * sqrt(2 / (fan_in + fan_out))`.
+    Xavier {
+        normal: bool,
+        gain: f64,
+    },
+    Orthogonal {
+        gain: f64,
+    },
+    /// Normal with a fixed std (ToST's ResNets: `normal(std: 1e-3)` for the classifier).
+    Normal {
+        std: f64,
+    },
+}
+
+impl WeightInit {
+    pub fn resolve(self, fan_in: usize, fan_out: usize) -> Init {
+        let (fi, fo) = (fan_in.max(1) as f64, fan_out.max(1) as f64);
+        let draw = |normal: bool, std: f64| {
+            if normal {
+                Init::Normal { std }
+            } else {
+                Init::Uniform { bound: 3f64.sqrt() * std }
+            }
+        };
+        match self {
+            WeightInit::Pytorch => Init::Uniform { bound: 1.0 / fi.sqrt() },
+            WeightInit::Kaiming { normal, fan, gain } => {
+                draw(normal, gain / if fan == Fan::In { fi } else { fo }.sqrt())
+            }
+            WeightInit::Xavier { normal, gain } => draw(normal, gain * (2.0 / (fi + fo)).sqrt()),
+            WeightInit::Orthogonal { gain } => Init::Orthogonal { gain },
+            WeightInit::Normal { std } => Init::Normal { std },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BiasInit {
+    /// Uniform in `+-1/sqrt(fan_in)` of the layer's weight.
+    Pytorch,
+    Zeros,
+    /// Normal with a fixed std (ToST's LTH code: `init.normal_(m.bias)`, std 1).
+    Normal {
+        std: f64,
+    },
 }
 
 /// The technique that added a tensor to the model.
@@ -496,8 +596,20 @@ pub struct Train {
     pub clip_grad_norm: Option<f64>,
     /// Evaluate on the validation (or test) split every this many epochs.
     pub eval_every: u64,
+    /// When to look whether the run learns, and what to do if it does not.
+    pub not_learning: NotLearning,
     /// The `optimizer` statement (else the `train` block): where a diverging loss points.
     pub span: Span,
+}
+
+/// A run is not learning when, at the end of the first epoch past `after`, its training
+/// accuracy over that epoch is below 1.5x chance or its loss moved by less than 1%.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NotLearning {
+    pub after: Time,
+    /// End the run (after the warning) rather than train on.
+    pub stop: bool,
+    pub span: Option<Span>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

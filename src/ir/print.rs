@@ -47,6 +47,44 @@ fn layer_kind(k: &LayerKind) -> String {
     }
 }
 
+/// Four significant digits: the bounds are derived numbers, not what the recipe wrote.
+fn sig(x: f64) -> String {
+    if x == 0.0 {
+        return "0".into();
+    }
+    let digits = 3 - x.abs().log10().floor() as i32;
+    let k = 10f64.powi(digits.max(0));
+    format!("{}", (x * k).round() / k)
+}
+
+impl Display for Init {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Init::Normal { std } => write!(f, "normal(std: {})", sig(*std)),
+            Init::Uniform { bound } => write!(f, "uniform(+-{})", sig(*bound)),
+            Init::Orthogonal { gain } => write!(f, "orthogonal(gain: {gain})"),
+            Init::Uniform01 => f.write_str("uniform(0, 1)"),
+            Init::Const(c) => write!(f, "{c}"),
+        }
+    }
+}
+
+impl Display for WeightInit {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let kind = |normal: bool| if normal { "normal" } else { "uniform" };
+        match self {
+            WeightInit::Pytorch => f.write_str("pytorch"),
+            WeightInit::Kaiming { normal, fan, gain } => {
+                let fan = if *fan == Fan::In { "fan_in" } else { "fan_out" };
+                write!(f, "kaiming_{}(mode: {fan}, gain: {})", kind(*normal), sig(*gain))
+            }
+            WeightInit::Xavier { normal, gain } => write!(f, "xavier_{}(gain: {gain})", kind(*normal)),
+            WeightInit::Orthogonal { gain } => write!(f, "orthogonal(gain: {gain})"),
+            WeightInit::Normal { std } => write!(f, "normal(std: {std})"),
+        }
+    }
+}
+
 impl Display for Ramp {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self.end {
@@ -285,16 +323,22 @@ impl Display for Plan {
                 (true, Some(t)) => format!("masked target {}", pct(t)),
                 (true, None) => "masked target global".to_string(),
             };
-            // Only an init other than the kind's default is printed (ghost skip branches).
-            let init = match p.init {
-                i if i == Init::default_for(p.kind) => String::new(),
-                Init::Const(c) => format!(", init {c}"),
-                Init::KaimingNormal => ", init kaiming_normal".into(),
-                Init::Uniform01 => ", init uniform(0, 1)".into(),
-            };
-            writeln!(s, "    {:<32} {:<16} {how}{init}", p.name, shape(&p.shape))?;
+            writeln!(s, "    {:<32} {:<16} {how}, init {}", p.name, shape(&p.shape), p.init)?;
         }
         shared(&mut s, self)?;
+        let init = &self.init;
+        writeln!(s, "  init")?;
+        writeln!(s, "    weights {}", init.weights)?;
+        let bias = match init.bias {
+            BiasInit::Pytorch => "pytorch".to_string(),
+            BiasInit::Zeros => "zeros".to_string(),
+            BiasInit::Normal { std } => format!("normal(std: {std})"),
+        };
+        writeln!(s, "    bias {bias}")?;
+        for (layer, how, _) in &init.layers {
+            writeln!(s, "    layer {layer:?} {how}")?;
+        }
+        writeln!(s, "    sparse {}", init.sparse)?;
         let sp = &self.sparsity;
         writeln!(s, "  sparsity")?;
         writeln!(s, "    target {}", pct(sp.target))?;
@@ -326,6 +370,8 @@ impl Display for Plan {
             None => writeln!(s, "    clip_grad_norm none")?,
         }
         writeln!(s, "    eval_every {} epochs", t.eval_every)?;
+        let action = if t.not_learning.stop { "stop" } else { "warn" };
+        writeln!(s, "    not_learning(after: {}, action: {action})", t.not_learning.after)?;
         let o = &self.output;
         writeln!(s, "  output")?;
         writeln!(s, "    dir {:?}", o.dir)?;

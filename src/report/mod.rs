@@ -70,9 +70,15 @@ pub struct RunSummary {
     pub memory_estimate: u64,
     /// Peak resident memory the run reached (`VmHWM`), in bytes, where the system tells.
     pub memory_peak: Option<u64>,
+    /// Why the run ended before its last epoch (`not_learning(action: stop)`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
     /// Train loss after each step, for tests and plots.
     #[serde(skip)]
     pub losses: Vec<f32>,
+    /// Warnings raised while training (W0701), rendered by the driver.
+    #[serde(skip)]
+    pub warnings: Vec<crate::diagnostics::Diagnostic>,
 }
 
 /// The human-readable report printed at the end of a run.

@@ -2,6 +2,8 @@
 //! dirs and small hand-made IDX/CIFAR files.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod fuzz;
+
 use sprsc::diagnostics::{render_text, Diagnostic};
 use sprsc::Compilation;
 

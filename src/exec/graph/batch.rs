@@ -52,15 +52,17 @@ impl Graph {
     /// Forward (recording), the objective, backward; `grad(i, g)` receives the gradient of
     /// param `i` (the plan's order). Returns the objective's value and the number of examples
     /// whose arg-max logit is the label. The value may be non-finite: callers decide.
+    /// The batch is taken by value: the step loop hands over its freshly filled batch without a
+    /// copy; callers that reuse one pass a clone.
     pub fn loss_and_grads(
         &mut self,
-        batch: &Batch,
+        batch: Batch,
         objective: Objective,
         mode: &mut Mode,
         span: Span,
         mut grad: impl FnMut(usize, &[f32]),
     ) -> Result<(f32, usize), RunError> {
-        let x = input(&self.dev, batch.images.clone(), batch.labels.len());
+        let x = input(&self.dev, batch.images, batch.labels.len());
         let out = run(&self.nodes, &self.params, &mut self.bn, x, mode);
         let (loss, correct) = match objective {
             Objective::CrossEntropy { smoothing, temperature } => {

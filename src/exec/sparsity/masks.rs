@@ -37,11 +37,12 @@ pub fn set_initial_masks(
             sp.note_zeros(groups.iter().map(|(_, k)| Some(*k)).collect());
             None
         }
-        // The schedule's first `prepare` recomputes magnitude masks (`applied` stays unknown).
         MaskMethod::Magnitude => {
             for (g, k) in &groups {
                 magnitude_group(&mut g.members_mut(params), *k);
             }
+            // Recorded, so a sparse init's rescaling cannot move the mask at the first step.
+            sp.note_zeros(groups.iter().map(|(_, k)| Some(*k)).collect());
             None
         }
         MaskMethod::Snip { batches } => {

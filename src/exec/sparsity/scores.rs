@@ -61,7 +61,7 @@ impl Probe<'_> {
             let mut mode = Mode { train: true, dropout: true, rng: &mut rng, step: 0 };
             let add = |i: usize, g: &[f32]| total[i].iter_mut().zip(g).for_each(|(a, g)| *a += g);
             // A gradient that cannot be read scores nothing rather than stopping the run.
-            let _ = self.graph.loss_and_grads(batch, objective, &mut mode, Span::default(), add);
+            let _ = self.graph.loss_and_grads(batch.clone(), objective, &mut mode, Span::default(), add);
         }
         self.graph.bn = saved;
         total
@@ -154,7 +154,7 @@ fn synflow_scores(probe: &mut Probe, params: &[ParamBuf], masks: &[Vec<f32>]) ->
     let mut g: Vec<Vec<f32>> = abs.iter().map(|w| vec![0.0; w.len()]).collect();
     let r = probe
         .graph
-        .loss_and_grads(&ones, Objective::SumOfOutputs, &mut mode, Span::default(), |i, v| g[i].copy_from_slice(v));
+        .loss_and_grads(ones, Objective::SumOfOutputs, &mut mode, Span::default(), |i, v| g[i].copy_from_slice(v));
     let finite = r.is_ok_and(|(r, _)| r.is_finite());
     probe.graph.bn = saved;
     params

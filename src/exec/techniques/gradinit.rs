@@ -328,7 +328,7 @@ impl Trainer<'_> {
         let mut mode = Mode { train: true, dropout: false, rng: &mut rng, step: self.step };
         let mut out = vec![Vec::new(); theta.len()];
         let (value, _) =
-            self.graph.loss_and_grads(batch, Objective::PLAIN, &mut mode, span, |i, g| out[i] = g.to_vec())?;
+            self.graph.loss_and_grads(batch.clone(), Objective::PLAIN, &mut mode, span, |i, g| out[i] = g.to_vec())?;
         if !value.is_finite() {
             return Err(RunError::NonFiniteLoss { value, step: self.step, epoch: 0, span });
         }

@@ -101,7 +101,9 @@ impl Trainer<'_> {
             final_train_loss: self.losses.last().copied().unwrap_or(f32::NAN) as f64,
             memory_estimate: crate::exec::memory::for_data(self.plan, self.data).peak(),
             memory_peak: crate::exec::memory::peak_resident(),
+            stopped: self.stopped.take(),
             losses: std::mem::take(&mut self.losses),
+            warnings: std::mem::take(&mut self.warnings),
         };
         self.save(&summary)?;
         if !self.opts.quiet {

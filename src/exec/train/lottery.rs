@@ -32,6 +32,9 @@ impl Trainer<'_> {
         for round in 1..=rounds {
             self.lottery = Some(Lottery { round, rewind_step, snapshot: None });
             self.train_epochs()?;
+            if self.stopped.is_some() {
+                break;
+            }
             self.sparsifier.lottery_prune(&mut self.params, round, rounds, rate);
             self.rewind()?;
         }

@@ -28,6 +28,7 @@ use super::sparsity::{self, Sparsifier};
 use super::techniques::RunTechniques;
 use super::{RunOptions, Stream};
 use crate::data::{epoch_order, DataSet};
+use crate::diagnostics::Diagnostic;
 use crate::ir::plan::{Clock, Plan};
 use crate::report::plots::{Evaluation, Trace};
 use crate::report::{Metrics, RunDir, RunSummary};
@@ -53,6 +54,11 @@ pub struct Trainer<'a> {
     pub(crate) losses: Vec<f32>,
     /// Lottery rounds in progress (`None` in the final training).
     pub(crate) lottery: Option<Lottery>,
+    /// Whether the run was looked at for not learning (once per run).
+    learning_checked: bool,
+    /// Warnings raised while training (W0701), and why the run ended early, if it did.
+    pub(crate) warnings: Vec<Diagnostic>,
+    pub(crate) stopped: Option<String>,
     rundir: RunDir,
     started: Instant,
     /// Every evaluation line at its step of the whole run, and the sampled sparsity and
@@ -94,6 +100,9 @@ impl<'a> Trainer<'a> {
         let mut graph = Graph::build(&plan.model, clock)?;
         let mut sparsifier = Sparsifier::new(plan, clock);
         sparsity::set_initial_masks(plan, &mut sparsifier, &mut params, &mut graph, data, &kernels)?;
+        if plan.init.sparse {
+            params::rescale_to_kept_fan_in(&mut params);
+        }
         let lr = Lr::new(&plan.train.lr, plan.train.optimizer.lr(), steps_per_epoch, clock.total_steps);
         let dir = opts.out_dir.clone().unwrap_or_else(|| plan.output.dir.clone().into());
         let rundir = RunDir::create(&dir).map_err(RunError::io(&dir))?;
@@ -114,6 +123,9 @@ impl<'a> Trainer<'a> {
             techniques: RunTechniques::new(plan),
             losses: Vec::new(),
             lottery: None,
+            learning_checked: false,
+            warnings: Vec::new(),
+            stopped: None,
             rundir,
             started: Instant::now(),
             evaluations: Vec::new(),
@@ -139,7 +151,7 @@ impl<'a> Trainer<'a> {
     pub fn run(mut self) -> Result<RunSummary, RunError> {
         super::techniques::before_training(&mut self)?;
         self.lottery_rounds()?;
-        let epochs_run = self.train_epochs()?;
+        let epochs_run = if self.stopped.is_none() { self.train_epochs()? } else { 0 };
         self.finish(epochs_run)
     }
 
@@ -189,6 +201,13 @@ impl<'a> Trainer<'a> {
                 self.rundir.append_metrics(&m).map_err(RunError::io(self.rundir.path.join("metrics.jsonl")))?;
                 self.evaluations.push((self.run_step(), m));
             }
+            if self.stopped.is_none() && !self.learning_checked {
+                let steps = (seen / batch).max(1) as f64;
+                self.check_learning(loss_sum / steps, correct as f64 / seen.max(1) as f64);
+                if self.stopped.is_some() {
+                    break;
+                }
+            }
             if let Some(every) = self.plan.output.checkpoint_every {
                 if (epoch + 1).is_multiple_of(every.max(1)) && !last {
                     self.load_weights()?;
@@ -198,6 +217,49 @@ impl<'a> Trainer<'a> {
         }
         pb.finish_and_clear();
         Ok(epochs_run)
+    }
+
+    /// W0701 when, at the end of the first epoch past `not_learning.after`, the training
+    /// accuracy of that epoch is below 1.5x chance or its mean loss is within 1% of the first
+    /// steps' loss; with `action: stop` the run then ends.
+    fn check_learning(&mut self, epoch_loss: f64, epoch_accuracy: f64) {
+        let nl = self.plan.train.not_learning;
+        if self.step < self.clock.at(nl.after).max(1) {
+            return;
+        }
+        self.learning_checked = true;
+        let first = &self.losses[..self.losses.len().min(10)];
+        let start = first.iter().map(|l| *l as f64).sum::<f64>() / first.len().max(1) as f64;
+        let chance = 1.0 / self.plan.model.classes.max(1) as f64;
+        let moved = (start - epoch_loss) / start.abs().max(1e-12);
+        let why = if epoch_accuracy < 1.5 * chance {
+            format!("training accuracy {:.1}% is at chance ({:.1}%)", 100.0 * epoch_accuracy, 100.0 * chance)
+        } else if moved.abs() < 0.01 {
+            format!("the training loss moved {:.2}% (from {start:.4} to {epoch_loss:.4})", 100.0 * moved)
+        } else {
+            return;
+        };
+        let epochs = self.step as f64 / self.clock.steps_per_epoch as f64;
+        let mut d = Diagnostic::warning("W0701", format!("the run is not learning: {why} after {epochs} epochs"))
+            .at(self.plan.train.span, "trained with this optimizer")
+            .with_help(
+                "lower the learning rate or warm it up (`lr cosine(warmup: 1 epoch)`), or start from PyTorch's \
+                 default init (`init { weights pytorch }`: logits start small, so ReLUs do not die); \
+                 `not_learning(action: stop)` ends such runs early",
+            );
+        if let Some(span) = self.plan.init.span {
+            d = d.with_secondary(span, "from this initialisation");
+        }
+        if let Some(span) = nl.span {
+            d = d.with_secondary(span, "checked here");
+        }
+        if !self.opts.quiet {
+            eprintln!("warning[W0701]: the run is not learning: {why} after {epochs} epochs");
+        }
+        self.warnings.push(d);
+        if nl.stop {
+            self.stopped = Some(format!("not learning: {why}"));
+        }
     }
 
     /// Evaluation line: accuracy on validation (or test when there is none).
@@ -243,7 +305,7 @@ impl<'a> Trainer<'a> {
         let params = &mut self.params;
         let (value, correct) = self
             .graph
-            .loss_and_grads(&batch, objective, &mut mode, self.plan.span, |i, g| params[i].grad.copy_from_slice(g))?;
+            .loss_and_grads(batch, objective, &mut mode, self.plan.span, |i, g| params[i].grad.copy_from_slice(g))?;
         if !value.is_finite() {
             let epoch = self.step / self.clock.steps_per_epoch;
             return Err(RunError::NonFiniteLoss { value, step: self.step, epoch, span: self.techniques.blame_span });

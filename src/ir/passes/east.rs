@@ -29,7 +29,8 @@ pub fn dyrelu(plan: &mut Plan, reduction: usize, phase_out: Ramp) {
                 shape,
                 masked: false,
                 target: None,
-                init: Init::default_for(kind),
+                // ES2's branch is two `nn.Linear`s: PyTorch's default init.
+                init: Init::pytorch(kind, if n == 1 { c } else { hidden }),
                 added_by: Some(AddedBy::DyRelu),
             };
             added.push(fc(1, ParamKind::Weight, "weight", vec![hidden, c]));
