@@ -12,6 +12,7 @@ use crate::diagnostics::Diagnostic;
 use crate::exec::RunOptions;
 use crate::ir::plan::Plan;
 use crate::ir::Sweep;
+use crate::report::rundir::write_atomic;
 use crate::report::sweep::SweepRow;
 use crate::report::RunSummary;
 use crate::Compilation;
@@ -40,9 +41,9 @@ pub fn run_plan(comp: &Compilation, plan: &Plan, opts: &RunOptions) -> Result<Ru
 fn write_recipe(dir: &Path, comp: &Compilation, plan: &Plan) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     if let Some(main) = comp.sources.files.iter().find(|f| f.name != "<prelude>") {
-        std::fs::write(dir.join("recipe.sprs"), main.text.as_bytes())?;
+        write_atomic(&dir.join("recipe.sprs"), main.text.as_bytes())?;
     }
-    std::fs::write(dir.join("plan.txt"), plan.to_string())
+    write_atomic(&dir.join("plan.txt"), plan.to_string().as_bytes())
 }
 
 /// Runs the grid recipes x values x seeds of `sweep`, each run checked like a recipe of its own

@@ -25,6 +25,13 @@ pub enum RunError {
     #[error("the `{method}` scores are not finite in 32-bit floats for this network")]
     ScoreOverflow { method: &'static str, span: Span },
 
+    #[error(
+        "this run needs about {} of memory, {} is available ({detail})",
+        crate::ir::memory::human(*needed),
+        crate::ir::memory::human(*available)
+    )]
+    OutOfMemory { needed: u64, available: u64, detail: String, span: Span },
+
     #[error("internal error: the plan is inconsistent: {msg}")]
     Plan { msg: String, span: Span },
 
@@ -42,6 +49,7 @@ impl RunError {
             RunError::Plan { .. } => "E0706",
             RunError::KernelCompile { .. } => "E0707",
             RunError::ScoreOverflow { .. } => "E0708",
+            RunError::OutOfMemory { .. } => "E0710",
         }
     }
 
@@ -56,6 +64,11 @@ impl RunError {
             RunError::ScoreOverflow { .. } => {
                 "the product of weights along a path overflows: use `snip` or `grasp`, or a shallower model".into()
             }
+            RunError::OutOfMemory { .. } => format!(
+                "use smaller layers or a smaller `batch`, or run where more memory is free \
+                 (`sprsc check --emit ir` prints the estimate; ${} overrides what is available)",
+                super::memory::AVAILABLE_VAR
+            ),
             RunError::Plan { .. } | RunError::KernelCompile { .. } => {
                 "this is a bug in sprsc; please report it with the recipe".into()
             }
@@ -69,7 +82,8 @@ impl RunError {
             | RunError::NoSteps { span, .. }
             | RunError::Plan { span, .. }
             | RunError::KernelCompile { span, .. }
-            | RunError::ScoreOverflow { span, .. } => Some(*span),
+            | RunError::ScoreOverflow { span, .. }
+            | RunError::OutOfMemory { span, .. } => Some(*span),
             RunError::Io { .. } => None,
         }
     }

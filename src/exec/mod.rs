@@ -13,6 +13,7 @@ pub mod error;
 pub(crate) mod graph;
 pub(crate) mod jit;
 pub(crate) mod lr;
+pub(crate) mod memory;
 pub(crate) mod optimizer;
 pub(crate) mod params;
 pub(crate) mod sparsity;
@@ -71,6 +72,8 @@ impl Stream {
 
 /// Trains `plan` on `data`, evaluates, and writes the run directory.
 pub fn run(plan: &Plan, data: &DataSet, opts: &RunOptions) -> Result<RunSummary, RunError> {
+    // Before the first allocation the size of the model: a refusal, not an abort.
+    memory::check(plan, data)?;
     let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     // dfdx's matmul and our ops use rayon's current pool, so installing a local pool fixes
     // the thread count (and with it the summation order) for the whole run.

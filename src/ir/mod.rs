@@ -3,6 +3,7 @@
 
 pub mod kernel;
 pub mod lower;
+pub mod memory;
 pub mod names;
 pub mod passes;
 pub mod plan;

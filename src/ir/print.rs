@@ -3,6 +3,7 @@
 
 use std::fmt::{self, Display, Formatter, Write};
 
+use super::memory::human;
 use super::names::Named;
 use super::plan::*;
 use super::Sweep;
@@ -275,6 +276,32 @@ fn shared(s: &mut String, plan: &Plan) -> fmt::Result {
     Ok(())
 }
 
+/// The memory estimate (`ir::memory`): the parts, the three layers with the largest
+/// activations, and the peak.
+fn memory(s: &mut String, plan: &Plan) -> fmt::Result {
+    let m = super::memory::estimate(plan, None);
+    writeln!(s, "  memory estimate, batch {}", m.batch)?;
+    writeln!(
+        s,
+        "    params {}, gradients {}, masks {}, optimizer {}",
+        human(m.params),
+        human(m.gradients),
+        human(m.masks),
+        human(m.optimizer)
+    )?;
+    let largest: Vec<String> = m.largest_layers(3).iter().map(|l| format!("{} {}", l.name, human(l.bytes))).collect();
+    writeln!(
+        s,
+        "    activations {} training ({}), {} evaluation",
+        human(m.activations),
+        largest.join(", "),
+        human(m.eval_activations)
+    )?;
+    let data = m.data.map_or("size known once loaded".to_string(), human);
+    writeln!(s, "    data {data}, runtime {}", human(m.runtime))?;
+    writeln!(s, "    peak {}", human(m.peak()))
+}
+
 impl Display for Plan {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let mut s = String::new();
@@ -357,6 +384,7 @@ impl Display for Plan {
         for k in &self.kernels {
             writeln!(s, "    {k}")?;
         }
+        memory(&mut s, self)?;
         f.write_str(&s)
     }
 }

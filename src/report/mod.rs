@@ -1,8 +1,10 @@
 //! Run outputs. In: per-evaluation [`Metrics`] and the final [`RunSummary`] from the engine.
 //! Out: the run directory (`metrics.jsonl`, `summary.json`, safetensors files, see
-//! [`rundir`]), FLOP counts ([`flops`]), and the text report printed at the end.
+//! [`rundir`]; plots, see [`plots`]), FLOP counts ([`flops`]), and the text report printed at
+//! the end.
 
 pub mod flops;
+pub mod plots;
 pub mod rundir;
 pub mod sweep;
 
@@ -32,7 +34,11 @@ pub struct Metrics {
     pub train_loss: f64,
     pub train_accuracy: f64,
     pub val_accuracy: Option<f64>,
+    /// Mean cross-entropy on the validation split (when there is one).
+    pub val_loss: Option<f64>,
     pub test_accuracy: Option<f64>,
+    /// Mean cross-entropy on the test split (when there is no validation split).
+    pub test_loss: Option<f64>,
     pub sparsity: f64,
     pub lr: f64,
     pub seconds: f64,
@@ -60,6 +66,10 @@ pub struct RunSummary {
     pub seconds: f64,
     pub seconds_per_epoch: f64,
     pub final_train_loss: f64,
+    /// Peak memory the plan was estimated to need (`ir::memory`), in bytes.
+    pub memory_estimate: u64,
+    /// Peak resident memory the run reached (`VmHWM`), in bytes, where the system tells.
+    pub memory_peak: Option<u64>,
     /// Why the run ended before its last epoch (`not_learning(action: stop)`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
@@ -108,6 +118,9 @@ pub fn text_report(s: &RunSummary) -> String {
         s.flops_sparse,
         ratio(s.flops_dense as f64, s.flops_sparse as f64)
     );
+    let human = crate::ir::memory::human;
+    let measured = s.memory_peak.map_or(String::new(), |p| format!(", measured {}", human(p)));
+    let _ = writeln!(out, "memory peak {} estimated{measured}", human(s.memory_estimate));
     let _ = writeln!(
         out,
         "{} epochs, {} steps on {} threads in {:.1}s ({:.2}s per epoch)",

@@ -80,6 +80,8 @@ fn plot(path: &Path, name: &str, rows: &[SweepRow]) -> Result<(), Box<dyn std::e
     let xs = series.values().flatten().map(|p| p.0);
     let (lo, hi) = xs.fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
     let (lo, hi) = if lo <= hi { (lo - 0.005, hi + 0.005) } else { (0.0, 1.0) };
+    // Text extents come from the embedded font (plotters' `ab_glyph`), even in an SVG.
+    super::plots::register_font();
     let root = SVGBackend::new(path, (720, 480)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)

@@ -14,7 +14,7 @@ use crate::report::rundir::Named;
 use crate::report::{text_report, LayerSparsity, RunSummary};
 use crate::sparsity::mask::count_zeros;
 
-const EVAL_BATCH: usize = 500;
+use crate::ir::memory::EVAL_BATCH;
 
 impl Trainer<'_> {
     /// Accuracy and mean loss on `split` with the current effective weights (eval mode).
@@ -66,6 +66,7 @@ impl Trainer<'_> {
             None => None,
         };
         let (sparsity, layers) = self.realised();
+        self.write_plots(&layers)?;
         let density = |name: &str| {
             // A shared conv weight (weight sharing) is its owner's tensor times a scalar.
             let shared = self.plan.model.shared.iter().find(|s| s.param == name);
@@ -98,6 +99,8 @@ impl Trainer<'_> {
             seconds: train_seconds,
             seconds_per_epoch: if epochs > 0.0 { train_seconds / epochs } else { 0.0 },
             final_train_loss: self.losses.last().copied().unwrap_or(f32::NAN) as f64,
+            memory_estimate: crate::exec::memory::for_data(self.plan, self.data).peak(),
+            memory_peak: crate::exec::memory::peak_resident(),
             stopped: self.stopped.take(),
             losses: std::mem::take(&mut self.losses),
             warnings: std::mem::take(&mut self.warnings),

@@ -10,6 +10,7 @@
 
 mod finish;
 mod lottery;
+mod trace;
 
 use std::io::IsTerminal;
 use std::time::Instant;
@@ -29,6 +30,7 @@ use super::{RunOptions, Stream};
 use crate::data::{epoch_order, DataSet};
 use crate::diagnostics::Diagnostic;
 use crate::ir::plan::{Clock, Plan};
+use crate::report::plots::{Evaluation, Trace};
 use crate::report::{Metrics, RunDir, RunSummary};
 
 pub use lottery::Lottery;
@@ -59,6 +61,10 @@ pub struct Trainer<'a> {
     pub(crate) stopped: Option<String>,
     rundir: RunDir,
     started: Instant,
+    /// Every evaluation line at its step of the whole run, and the sampled sparsity and
+    /// learning rate: what the plots draw.
+    pub(crate) evaluations: Vec<Evaluation>,
+    pub(crate) trace: Trace,
 }
 
 /// Rejects what does not fit the data.
@@ -122,6 +128,8 @@ impl<'a> Trainer<'a> {
             stopped: None,
             rundir,
             started: Instant::now(),
+            evaluations: Vec::new(),
+            trace: Trace::default(),
         })
     }
 
@@ -191,6 +199,7 @@ impl<'a> Trainer<'a> {
                 let steps = (seen / batch).max(1) as f64;
                 let m = self.metrics(epoch + 1, loss_sum / steps, correct as f64 / seen.max(1) as f64)?;
                 self.rundir.append_metrics(&m).map_err(RunError::io(self.rundir.path.join("metrics.jsonl")))?;
+                self.evaluations.push((self.run_step(), m));
             }
             if self.stopped.is_none() && !self.learning_checked {
                 let steps = (seen / batch).max(1) as f64;
@@ -256,10 +265,12 @@ impl<'a> Trainer<'a> {
 
     /// Evaluation line: accuracy on validation (or test when there is none).
     fn metrics(&mut self, epoch: u64, train_loss: f64, train_accuracy: f64) -> Result<Metrics, RunError> {
-        let (val_accuracy, test_accuracy) = match &self.data.val {
-            Some(val) => (Some(self.evaluate(val)?.0), None),
-            None => (None, Some(self.evaluate(&self.data.test)?.0)),
+        let ((val_accuracy, val_loss), (test_accuracy, test_loss)) = match &self.data.val {
+            Some(val) => (self.evaluate(val).map(|(a, l)| (Some(a), Some(l)))?, (None, None)),
+            None => ((None, None), self.evaluate(&self.data.test).map(|(a, l)| (Some(a), Some(l)))?),
         };
+        let (sparsity, layers) = self.realised();
+        self.record_trace(&layers);
         Ok(Metrics {
             round: self.lottery.as_ref().map(|l| l.round),
             epoch,
@@ -267,8 +278,10 @@ impl<'a> Trainer<'a> {
             train_loss,
             train_accuracy,
             val_accuracy,
+            val_loss,
             test_accuracy,
-            sparsity: self.realised().0,
+            test_loss,
+            sparsity,
             lr: self.lr.at(self.step.saturating_sub(1)),
             seconds: self.started.elapsed().as_secs_f64(),
         })
@@ -285,6 +298,7 @@ impl<'a> Trainer<'a> {
     /// One optimizer step on the examples `idx`; returns the loss and the number correct.
     pub(crate) fn train_step(&mut self, idx: &[usize]) -> Result<(f32, usize), RunError> {
         self.load_weights()?;
+        self.sample_trace();
         self.lottery_snapshot();
         let batch = Batch::fill(&self.data.train, self.data.shape, idx, &self.plan.data.augment, &mut self.rng_augment);
         let objective = Objective::CrossEntropy { smoothing: self.techniques.smoothing, temperature: 1.0 };
