@@ -51,12 +51,23 @@ impl Compilation {
 /// Compiles source text as if read from `path` (`use` paths resolve relative to it).
 /// `sets` are `--set` overrides as `path=value` strings.
 pub fn compile_source(path: &Path, text: String, sets: &[String]) -> Compilation {
+    compile_source_with(path, text, sets, &|p| std::fs::read_to_string(p))
+}
+
+/// [`compile_source`] with `use`d files read by `read` (the language server reads the editor's
+/// unsaved documents before the disk).
+pub fn compile_source_with(
+    path: &Path,
+    text: String,
+    sets: &[String],
+    read: &dyn Fn(&Path) -> std::io::Result<String>,
+) -> Compilation {
     let mut sources = SourceMap::default();
     let mut diagnostics = Vec::new();
     let prelude_id = sources.add(PathBuf::from("<prelude>"), PRELUDE.to_string());
     let prelude = syntax::parse(PRELUDE, prelude_id).expect("the embedded prelude parses");
     let mut files = Vec::new();
-    load(path, text, &mut sources, &mut files, &mut diagnostics);
+    load(path, text, read, &mut sources, &mut files, &mut diagnostics);
     let overrides = parse_sets(sets, &mut sources, &mut diagnostics);
     let mut checked = Checked::default();
     if diagnostics.is_empty() {
@@ -86,7 +97,14 @@ pub fn compile_file(path: &Path, sets: &[String]) -> std::io::Result<Compilation
 }
 
 /// Parses `text` and, recursively, the files it `use`s (each once).
-fn load(path: &Path, text: String, sources: &mut SourceMap, files: &mut Vec<File>, diags: &mut Vec<Diagnostic>) {
+fn load(
+    path: &Path,
+    text: String,
+    read: &dyn Fn(&Path) -> std::io::Result<String>,
+    sources: &mut SourceMap,
+    files: &mut Vec<File>,
+    diags: &mut Vec<Diagnostic>,
+) {
     let id = sources.add(path.to_path_buf(), text);
     let text = sources.files[id as usize].text.clone();
     let file = match syntax::parse(&text, id) {
@@ -110,8 +128,8 @@ fn load(path: &Path, text: String, sources: &mut SourceMap, files: &mut Vec<File
         if sources.files.iter().any(|f| same_file(&f.path, &target)) {
             continue;
         }
-        match std::fs::read_to_string(&target) {
-            Ok(t) => load(&target, t, sources, files, diags),
+        match read(&target) {
+            Ok(t) => load(&target, t, read, sources, files, diags),
             Err(e) => diags.push(
                 Diagnostic::error("E0003", format!("cannot read `{rel}`: {e}"))
                     .at(span, "used here")
@@ -121,7 +139,7 @@ fn load(path: &Path, text: String, sources: &mut SourceMap, files: &mut Vec<File
     }
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
+pub fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,

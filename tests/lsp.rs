@@ -92,6 +92,7 @@ fn the_server_compiles_every_recipe_and_ui_case_as_sprsc_check_does() {
 /// A recipe with `stmt` added to `block` (the rest valid), compiled.
 fn compile_with(block: &str, stmt: &str) -> sprsc::Compilation {
     let mut blocks = vec![
+        ("init", String::new()),
         ("sparsity", "target 90%".to_string()),
         ("train", "epochs 1".to_string()),
         ("techniques", String::new()),
@@ -120,7 +121,7 @@ fn compile_with(block: &str, stmt: &str) -> sprsc::Compilation {
 #[test]
 fn every_keyword_the_editor_offers_is_one_the_checker_knows() {
     for (block, keywords) in sprsc::lsp::BLOCKS {
-        if !["recipe", "sparsity", "train", "techniques", "output"].contains(block) {
+        if !["recipe", "init", "sparsity", "train", "techniques", "output"].contains(block) {
             continue;
         }
         for k in *keywords {

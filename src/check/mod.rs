@@ -18,6 +18,15 @@ mod techniques;
 mod train;
 mod zoo;
 
+// The checker's keyword lists, for tools that offer them (the language server's completion).
+pub use init::INIT_KEYS;
+pub use model::LAYER_KEYWORDS;
+pub use recipe::RECIPE_KEYS;
+pub use sparsity::{MASKS, SPARSITY_KEYS};
+pub use sweep::SWEEP_KEYS;
+pub use train::{OUTPUT_KEYS, TRAIN_KEYS};
+pub use zoo::ZOO;
+
 use std::collections::HashMap;
 
 use crate::diagnostics::{Diagnostic, Span};

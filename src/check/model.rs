@@ -10,7 +10,7 @@ use crate::diagnostics::{Diagnostic, Span};
 use crate::ir::plan::{Activation, Layer, LayerKind, Model, Shape};
 use crate::syntax::ast::{Block, Statement, ValueKind};
 
-const LAYER_KEYWORDS: &[&str] = &[
+pub const LAYER_KEYWORDS: &[&str] = &[
     "input",
     "conv",
     "dense",

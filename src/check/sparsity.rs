@@ -13,7 +13,8 @@ pub struct SparsitySpec {
     pub dense: Vec<(String, Span)>,
 }
 
-const SPARSITY_KEYS: &[&str] = &["target", "distribution", "dense", "layer", "mask", "schedule", "update", "freeze"];
+pub const SPARSITY_KEYS: &[&str] =
+    &["target", "distribution", "dense", "layer", "mask", "schedule", "update", "freeze"];
 
 pub fn no_sparsity(span: Span) -> SparsitySpec {
     SparsitySpec {

@@ -9,13 +9,15 @@ use crate::ir::kernel::KernelDef;
 use crate::ir::{Sweep, Vary};
 use crate::syntax::ast::{Arg, Block, Ident, RecipeItem, Statement, SweepItem, Value, ValueKind};
 
+pub const SWEEP_KEYS: &[&str] = &["recipes", "vary", "seeds", "report"];
+
 fn block_keys(block: &str) -> Vec<&'static str> {
     match block {
         "sparsity" => vec!["target", "distribution", "dense", "layer", "mask", "schedule", "update", "freeze"],
         "train" => super::train::TRAIN_KEYS.to_vec(),
         "techniques" => technique_names(),
         "init" => super::init::INIT_KEYS.to_vec(),
-        "output" => vec!["dir", "checkpoint", "plots"],
+        "output" => super::train::OUTPUT_KEYS.to_vec(),
         _ => vec![],
     }
 }
@@ -117,7 +119,7 @@ pub fn check_sweep(
     recipes: &[(&RecipeItem, Vec<Statement>)],
     kernels: &[KernelDef],
 ) -> Option<Sweep> {
-    let b = BlockReader::new(sink, &s.body, "sweep", &["recipes", "vary", "seeds", "report"], &["vary"]);
+    let b = BlockReader::new(sink, &s.body, "sweep", SWEEP_KEYS, &["vary"]);
     let mut names = Vec::new();
     match b.one("recipes") {
         Some(st) => {

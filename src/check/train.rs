@@ -6,6 +6,8 @@ use crate::diagnostics::Diagnostic;
 use crate::ir::plan::*;
 use crate::syntax::ast::{Statement, Value, ValueKind};
 
+pub const OUTPUT_KEYS: &[&str] = &["dir", "checkpoint", "plots"];
+
 pub const TRAIN_KEYS: &[&str] =
     &["epochs", "batch", "optimizer", "lr", "loss", "clip_grad_norm", "eval_every", "not_learning"];
 
@@ -128,7 +130,7 @@ pub fn output(sink: &mut Sink, s: Option<&Statement>, recipe: &str) -> Option<Ou
     let Some(s) = s else { return Some(out) };
     check_block_use(sink, s, true);
     let block = s.block.as_ref()?;
-    let b = BlockReader::new(sink, block, "output", &["dir", "checkpoint", "plots"], &[]);
+    let b = BlockReader::new(sink, block, "output", OUTPUT_KEYS, &[]);
     if let Some(st) = b.one("dir") {
         out.dir = single(sink, st, "dir \"runs/x\"").and_then(|v| r::string(sink, v))?.to_string();
     }

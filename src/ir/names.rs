@@ -109,6 +109,11 @@ impl Named for AddedBy {
     }
 }
 
+/// The `techniques` block's keywords as a constant list, for tables that need one (the
+/// language server's); a test checks it equals `TechniqueKind`'s names.
+pub const TECHNIQUE_NAMES: &[&str] =
+    &["ghost_neurons", "ghost_skip", "label_smoothing", "gradinit", "dyrelu", "weight_sharing"];
+
 /// The techniques of the `techniques` block, by statement keyword.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TechniqueKind {
@@ -168,6 +173,11 @@ mod tests {
         round_trips::<SmoothingStyle>();
         round_trips::<AddedBy>();
         round_trips::<TechniqueKind>();
+    }
+
+    #[test]
+    fn the_constant_technique_list_is_the_tables() {
+        assert_eq!(TECHNIQUE_NAMES, TechniqueKind::names().as_slice());
     }
 
     #[test]

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use lsp_types as lt;
 
 use super::pos::{path_to_uri, LineIndex};
-use crate::check::{self, Checked};
-use crate::diagnostics::{Diagnostic, Severity, SourceMap, Span};
-use crate::syntax::{self, ast::File, ast::Item};
+use crate::diagnostics::{Severity, Span};
+use crate::syntax::ast::Item;
 use crate::Compilation;
 
 /// The main file's index in the source map (0 is the prelude), as in `compile_source`.
@@ -18,80 +17,17 @@ pub const MAIN: u32 = 1;
 /// Texts of the open documents by path; everything else is read from the disk.
 pub type Overlay = HashMap<PathBuf, String>;
 
-/// Compiles `text` as the file `path`. This mirrors `crate::compile_source` (parse, follow `use`,
-/// check, lower), which reads `use`d files from the disk only, so that unsaved edits of a used
-/// file count; it adds no `--set`. `tests/lsp.rs` checks that both agree on every recipe and UI
-/// case, so a change to one that the other lacks fails there.
+/// Compiles `text` as the file `path`, as `sprsc check` does (no `--set`), with `use`d files
+/// read from the open documents first.
 pub fn compile(path: &Path, text: String, overlay: &Overlay) -> Compilation {
-    let mut sources = SourceMap::default();
-    let mut diagnostics = Vec::new();
-    let prelude_id = sources.add(PathBuf::from("<prelude>"), crate::PRELUDE.to_string());
-    let prelude = syntax::parse(crate::PRELUDE, prelude_id).expect("the embedded prelude parses");
-    let mut files = Vec::new();
-    load(path, text, overlay, &mut sources, &mut files, &mut diagnostics);
-    let mut checked = Checked::default();
-    if diagnostics.is_empty() {
-        let (c, d) = check::check(&files, &prelude, &[]);
-        checked = c;
-        diagnostics = d;
-        diagnostics.extend(checked.plans.iter_mut().flat_map(crate::ir::lower::lower).map(|e| e.to_diagnostic()));
-    }
-    crate::diagnostics::sort(&mut diagnostics);
-    Compilation { sources, files, checked, diagnostics }
-}
-
-fn load(
-    path: &Path,
-    text: String,
-    overlay: &Overlay,
-    sources: &mut SourceMap,
-    files: &mut Vec<File>,
-    diags: &mut Vec<Diagnostic>,
-) {
-    let id = sources.add(path.to_path_buf(), text);
-    let text = sources.files[id as usize].text.clone();
-    let file = match syntax::parse(&text, id) {
-        Ok(f) => f,
-        Err(d) => {
-            diags.extend(d);
-            return;
-        }
+    let read = |target: &Path| match overlay.iter().find(|(p, _)| same_file(p, target)) {
+        Some((_, t)) => Ok(t.clone()),
+        None => std::fs::read_to_string(target),
     };
-    let uses: Vec<(String, Span)> = file
-        .items
-        .iter()
-        .filter_map(|i| match i {
-            Item::Use(u) => Some((u.path.clone(), u.span)),
-            _ => None,
-        })
-        .collect();
-    files.push(file);
-    for (rel, span) in uses {
-        let target = path.parent().unwrap_or(Path::new(".")).join(&rel);
-        if sources.files.iter().any(|f| same_file(&f.path, &target)) {
-            continue;
-        }
-        let read = match overlay.iter().find(|(p, _)| same_file(p, &target)) {
-            Some((_, t)) => Ok(t.clone()),
-            None => std::fs::read_to_string(&target),
-        };
-        match read {
-            Ok(t) => load(&target, t, overlay, sources, files, diags),
-            Err(e) => diags.push(
-                Diagnostic::error("E0003", format!("cannot read `{rel}`: {e}"))
-                    .at(span, "used here")
-                    .with_help("`use` paths are relative to the file that contains them"),
-            ),
-        }
-    }
+    crate::compile_source_with(path, text, &[], &read)
 }
 
-pub fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
-    }
-}
+pub use crate::same_file;
 
 /// The location of a span in any file of the compilation.
 pub fn location(comp: &Compilation, span: Span) -> Option<lt::Location> {

@@ -3,50 +3,27 @@
 //! (taken from `docs/reference.md`, so hover shows what the reference says). A test
 //! (`tests/lsp_vocab.rs`) compiles every entry to keep this table in step with the checker.
 
-/// Statement keywords by enclosing block (`""` = the top level of a file).
+use crate::check;
+
+/// Statement keywords by enclosing block (`""` = the top level of a file), from the checker's own
+/// lists.
 pub const BLOCKS: &[(&str, &[&str])] = &[
     ("", &["use", "kernel", "recipe", "sweep"]),
-    ("recipe", &["seed", "data", "model", "sparsity", "techniques", "train", "output"]),
-    ("sparsity", &["target", "distribution", "dense", "layer", "mask", "schedule", "update", "freeze"]),
-    ("techniques", &["ghost_neurons", "ghost_skip", "label_smoothing", "gradinit", "dyrelu", "weight_sharing"]),
-    ("train", &["epochs", "batch", "optimizer", "lr", "loss", "clip_grad_norm", "eval_every"]),
-    ("output", &["dir", "checkpoint", "plots"]),
-    ("sweep", &["recipes", "vary", "seeds", "report"]),
+    ("recipe", check::RECIPE_KEYS),
+    ("init", check::INIT_KEYS),
+    ("sparsity", check::SPARSITY_KEYS),
+    ("techniques", crate::ir::names::TECHNIQUE_NAMES),
+    ("train", check::TRAIN_KEYS),
+    ("output", check::OUTPUT_KEYS),
+    ("sweep", check::SWEEP_KEYS),
     ("model", LAYERS),
     ("residual", LAYERS),
     ("shortcut", LAYERS),
 ];
 
-pub const LAYERS: &[&str] = &[
-    "input",
-    "conv",
-    "dense",
-    "maxpool",
-    "avgpool",
-    "global_avgpool",
-    "batchnorm",
-    "relu",
-    "swish",
-    "mish",
-    "gelu",
-    "flatten",
-    "dropout",
-    "residual",
-    "shortcut",
-];
+pub const LAYERS: &[&str] = check::LAYER_KEYWORDS;
 
-pub const ZOO: &[&str] = &[
-    "lenet300_100",
-    "lenet5_caffe",
-    "vgg16",
-    "resnet20",
-    "resnet32",
-    "resnet56",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "mobilenet_v1",
-];
+pub const ZOO: &[&str] = check::ZOO;
 
 /// The named values a statement accepts as its first argument, by `block.statement`.
 pub const VALUES: &[(&str, &[&str])] = &[
@@ -54,7 +31,13 @@ pub const VALUES: &[(&str, &[&str])] = &[
     ("recipe.model", ZOO),
     ("sparsity.distribution", &["uniform", "erk", "global"]),
     ("sparsity.dense", &["first", "last", "batchnorm", "bias"]),
-    ("sparsity.mask", &["dense", "random", "magnitude", "snip", "grasp", "synflow", "lottery"]),
+    ("sparsity.mask", check::MASKS),
+    (
+        "init.weights",
+        &["pytorch", "kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "orthogonal", "normal"],
+    ),
+    ("init.bias", &["pytorch", "zeros", "normal"]),
+    ("init.sparse", &["true", "false"]),
     ("sparsity.schedule", &["constant", "linear", "cubic", "cyclic"]),
     ("sparsity.update", &["hard", "soft_threshold", "prune_regrow"]),
     ("sparsity.freeze", &["at"]),
@@ -73,6 +56,13 @@ pub const ARGS: &[(&str, &[&str])] = &[
     ("synthetic_digits", &["train", "test", "val", "augment"]),
     ("idx", &["train_images", "train_labels", "test_images", "test_labels", "val", "augment"]),
     ("crop", &["pad"]),
+    ("kaiming_normal", &["mode", "nonlinearity", "a"]),
+    ("kaiming_uniform", &["mode", "nonlinearity", "a"]),
+    ("xavier_normal", &["gain"]),
+    ("xavier_uniform", &["gain"]),
+    ("orthogonal", &["gain"]),
+    ("normal", &["std"]),
+    ("not_learning", &["after", "action"]),
     ("snip", &["batches"]),
     ("grasp", &["temperature", "batches"]),
     ("synflow", &["rounds"]),
