@@ -243,20 +243,12 @@ fn ghost_skip_branches_are_initialised_and_trained() {
 
 /// Fixed GradInit batches: `b0, b1, b2` over and over.
 fn fixed_batches(d: &DataSet) -> Vec<Batch> {
-    let n: usize = d.shape.iter().product();
     (0..3)
         .map(|k| {
             let idx: Vec<usize> = (k * 16..(k + 1) * 16).collect();
-            let mut b = Batch { images: vec![0.0; 16 * n], labels: vec![0; 16] };
-            let mut rng = ChaCha8Rng::seed_from_u64(0);
-            crate::data::fill_batch(&d.train, d.shape, &idx, &[], &mut rng, &mut b.images, &mut b.labels);
-            b
+            Batch::fill(&d.train, d.shape, &idx, &[], &mut ChaCha8Rng::seed_from_u64(0))
         })
         .collect()
-}
-
-fn concat(a: &Batch, b: &Batch) -> Batch {
-    Batch { images: [&a.images[..], &b.images].concat(), labels: [&a.labels[..], &b.labels].concat() }
 }
 
 const UNCONSTRAINED: Settings =
@@ -269,7 +261,7 @@ fn gradinit_scale_gradients_match_finite_differences() {
     let mut tr = trainer(&plan, &d, &o);
     tr.load_weights().unwrap();
     let bs = fixed_batches(&d);
-    let (a, b) = (concat(&bs[0], &bs[1]), concat(&bs[0], &bs[2]));
+    let (a, b) = (Batch::concat(&bs[0], &bs[1]), Batch::concat(&bs[0], &bs[2]));
     let w0: Vec<Vec<f32>> = tr.params.iter().map(|p| p.effective().to_vec()).collect();
     let alpha: Vec<f32> = random(w0.len(), 8).iter().map(|r| 1.0 + 0.2 * r).collect();
     let span = plan.span;

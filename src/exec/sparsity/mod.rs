@@ -44,6 +44,7 @@ pub struct Sparsifier {
     span: Span,
 }
 
+/// Weights in group `g`.
 fn group_len(params: &[ParamBuf], g: &Group) -> usize {
     g.members.iter().map(|&i| params[i].raw.len()).sum()
 }

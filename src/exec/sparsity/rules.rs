@@ -62,8 +62,7 @@ impl UpdateRule for Scheduled {
         kernels: &StepKernels,
     ) -> Result<(), KernelError> {
         for (gi, g) in groups.iter().enumerate() {
-            let n: usize = g.members.iter().map(|&i| params[i].raw.len()).sum();
-            let k = zeros_for(sparsity[gi], n);
+            let k = zeros_for(sparsity[gi], super::group_len(params, g));
             let mut ps = g.members_mut(params);
             match self.applied[gi] {
                 Some(cur) if cur == k => continue,
