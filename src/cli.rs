@@ -325,7 +325,14 @@ fn run(comp: &Compilation, recipe: Option<&str>, out: Option<PathBuf>, threads: 
         }
     };
     let quiet = format == Format::Json;
-    let opts = crate::exec::RunOptions { out_dir: out, threads, quiet, max_steps: None, max_eval: None };
+    let opts = crate::exec::RunOptions {
+        out_dir: out,
+        threads,
+        quiet,
+        max_steps: None,
+        max_eval: None,
+        kernels: Default::default(),
+    };
     match crate::driver::run_plan(comp, plan, &opts) {
         Ok(summary) => {
             report(&summary.warnings, comp, format);

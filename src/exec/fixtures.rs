@@ -119,3 +119,32 @@ pub fn blobs(shape: [usize; 3], classes: usize, train: usize, test: usize, seed:
 pub fn temp_dir(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("sprsc-{name}-{}", std::process::id()))
 }
+
+/// A small convolutional network on `[1, 8, 8]`: conv 3x3 (pad 1) -> ReLU -> 2x2 max pool ->
+/// conv 3x3 stride 2 -> ReLU -> flatten -> dense 16 -> ReLU -> dense `classes`.
+pub fn convnet(classes: usize) -> Model {
+    let conv = |out, stride, padding| LayerKind::Conv { out, kernel: 3, stride, padding, bias: true, groups: 1 };
+    let relu = LayerKind::Act(Activation::Relu);
+    let layers = vec![
+        layer("conv1", conv(6, 1, 1), vec![1, 8, 8], vec![6, 8, 8]),
+        layer("relu1", relu.clone(), vec![6, 8, 8], vec![6, 8, 8]),
+        layer("pool1", LayerKind::MaxPool { size: 2, stride: 2 }, vec![6, 8, 8], vec![6, 4, 4]),
+        layer("conv2", conv(8, 2, 0), vec![6, 4, 4], vec![8, 1, 1]),
+        layer("relu2", relu.clone(), vec![8, 1, 1], vec![8, 1, 1]),
+        layer("flatten", LayerKind::Flatten, vec![8, 1, 1], vec![8]),
+        layer("fc1", LayerKind::Dense { out: 16, bias: true }, vec![8], vec![16]),
+        layer("relu3", relu, vec![16], vec![16]),
+        layer("fc2", LayerKind::Dense { out: classes, bias: true }, vec![16], vec![classes]),
+    ];
+    let params = vec![
+        param("conv1", "weight", ParamKind::Weight, vec![6, 1, 3, 3]),
+        param("conv1", "bias", ParamKind::Bias, vec![6]),
+        param("conv2", "weight", ParamKind::Weight, vec![8, 6, 3, 3]),
+        param("conv2", "bias", ParamKind::Bias, vec![8]),
+        param("fc1", "weight", ParamKind::Weight, vec![16, 8]),
+        param("fc1", "bias", ParamKind::Bias, vec![16]),
+        param("fc2", "weight", ParamKind::Weight, vec![classes, 16]),
+        param("fc2", "bias", ParamKind::Bias, vec![classes]),
+    ];
+    Model { name: "convnet".into(), input: [1, 8, 8], classes, layers, params, shared: vec![], span: Span::default() }
+}

@@ -15,7 +15,14 @@ use crate::ir::plan::*;
 use crate::sparsity::mask::count_zeros;
 
 fn opts(name: &str) -> RunOptions {
-    RunOptions { out_dir: Some(temp_dir(name)), threads: Some(1), quiet: true, max_steps: None, max_eval: None }
+    RunOptions {
+        out_dir: Some(temp_dir(name)),
+        threads: Some(1),
+        quiet: true,
+        max_steps: None,
+        max_eval: None,
+        kernels: Default::default(),
+    }
 }
 
 fn cubic_every_step() -> Schedule {

@@ -40,6 +40,33 @@ pub struct RunOptions {
     pub max_steps: Option<u64>,
     /// Evaluate on at most this many examples of each split (tests).
     pub max_eval: Option<usize>,
+    /// Dense or sparse products for masked layers.
+    pub kernels: LayerKernels,
+}
+
+/// Which products masked dense layers and convolutions run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LayerKernels {
+    /// Sparse where the layer's density is at or below its measured crossover.
+    #[default]
+    Auto,
+    /// Always the dense products (masked weights multiply as zeros).
+    Dense,
+    /// Always the sparse kernels for masked layers.
+    Sparse,
+}
+
+impl LayerKernels {
+    pub const NAMES: [&'static str; 3] = ["auto", "dense", "sparse"];
+
+    pub fn parse(s: &str) -> Option<LayerKernels> {
+        match s {
+            "auto" => Some(LayerKernels::Auto),
+            "dense" => Some(LayerKernels::Dense),
+            "sparse" => Some(LayerKernels::Sparse),
+            _ => None,
+        }
+    }
 }
 
 /// The run's independent random streams: ChaCha8 streams of the recipe's seed. Every draw of a
@@ -92,6 +119,8 @@ mod fixtures;
 mod golden;
 #[cfg(test)]
 mod methods;
+#[cfg(test)]
+mod sparse_tests;
 #[cfg(test)]
 mod tost_tests;
 #[cfg(test)]

@@ -196,7 +196,7 @@ fn forward(g: &ConvGeom, xs: &[f32], ws: &[f32], bs: Option<&[f32]>, batch: usiz
 
 /// `dW_i = sum_b gy_{b,i} col_{b,i}^T` per group and `db = sum_b rowsum(gy_b)`, summed in a
 /// fixed chunk order.
-fn param_grads(g: &ConvGeom, xs: &[f32], gy: &[f32], batch: usize) -> (Vec<f32>, Vec<f32>) {
+pub(super) fn param_grads(g: &ConvGeom, xs: &[f32], gy: &[f32], batch: usize) -> (Vec<f32>, Vec<f32>) {
     let cols = g.col_cols();
     let (og, fan) = (g.out_per_group(), g.fan_in());
     let chunks = fixed_chunks(batch, rayon::current_num_threads());

@@ -16,6 +16,7 @@ pub mod gemm;
 pub mod loss;
 pub mod norm;
 pub mod pool;
+pub mod sparse;
 
 use dfdx::prelude::*;
 

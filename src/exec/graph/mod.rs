@@ -5,9 +5,11 @@
 //! node is a layer kind of the plan.
 
 mod batch;
+mod sparse;
 mod walk;
 
 pub use batch::{Batch, Objective};
+pub use sparse::SparseSlot;
 
 use rand_chacha::ChaCha8Rng;
 
@@ -21,9 +23,11 @@ use crate::ir::plan::{chw, Activation, Clock, Layer, LayerKind, Model, StepRamp}
 /// One layer; `usize` fields index `Graph::params` (the plan's param order) or `Graph::bn`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
+    /// `input_grad: false` skips `dL/dx` (the network's input needs none).
     Dense {
         w: usize,
         b: Option<usize>,
+        input_grad: bool,
     },
     /// `scale`: a shared weight (`w` is the owner's tensor) times this scalar param.
     Conv {
@@ -72,6 +76,8 @@ pub struct Graph {
     pub params: Vec<ParamTensor>,
     /// Running statistics per batchnorm layer, with the layer's name.
     pub bn: Vec<(String, BnStats)>,
+    /// Per param: whether and how its layer runs on sparse kernels ([`Graph::load_step`]).
+    pub sparse: Vec<SparseSlot>,
     pub dev: Device,
 }
 
@@ -91,14 +97,17 @@ impl Graph {
         let params = model.params.iter().map(|p| ParamTensor::new(&dev, p.kind, &p.shape)).collect();
         let mut bn = Vec::new();
         let nodes = build_nodes(&model.layers, model, &mut bn, true, clock)?;
-        Ok(Graph { nodes, params, bn, dev })
+        let sparse = sparse::slots(&nodes, model);
+        Ok(Graph { nodes, params, bn, sparse, dev })
     }
 
-    /// Writes each param's values (the plan's order) into the backend's tensors.
+    /// Writes each param's values (the plan's order) into the backend's tensors; every layer
+    /// runs dense until the next [`Graph::load_step`].
     pub fn load(&mut self, values: &[&[f32]]) {
         for (t, v) in self.params.iter_mut().zip(values) {
             t.copy_from(v);
         }
+        self.sparse.iter_mut().for_each(SparseSlot::reset);
     }
 }
 
@@ -134,6 +143,8 @@ fn build_nodes(
     let mut nodes = Vec::new();
     for (i, l) in layers.iter().enumerate() {
         let (c, h, w) = chw(&l.input);
+        // The network's input (flattened or not) needs no gradient.
+        let network_input = top && layers[..i].iter().all(|p| matches!(p.kind, LayerKind::Flatten));
         let opt = |bias: bool, s| {
             if bias {
                 param(model, l, s).map(Some)
@@ -142,7 +153,9 @@ fn build_nodes(
             }
         };
         nodes.push(match &l.kind {
-            LayerKind::Dense { bias, .. } => Node::Dense { w: param(model, l, "weight")?, b: opt(*bias, "bias")? },
+            LayerKind::Dense { bias, .. } => {
+                Node::Dense { w: param(model, l, "weight")?, b: opt(*bias, "bias")?, input_grad: !network_input }
+            }
             LayerKind::Conv { out, kernel, stride, padding, bias, groups } => {
                 // The checker guarantees this (E0407); a hand-built plan might not.
                 if *groups == 0 || c % groups != 0 || out % groups != 0 {
@@ -155,8 +168,7 @@ fn build_nodes(
                     w: param(model, l, "weight")?,
                     b: opt(*bias, "bias")?,
                     geom: ConvGeom { c, h, w, out: *out, k: *kernel, stride: *stride, pad: *padding, groups: *groups },
-                    // The network's input needs no gradient.
-                    input_grad: !(top && i == 0),
+                    input_grad: !network_input,
                     scale: shared_scale(model, l)?,
                 }
             }

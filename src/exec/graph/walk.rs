@@ -1,17 +1,19 @@
 //! The forward walk: each node calls its backend op; residuals fork the activation and add the
 //! branches (a ramped shortcut is scaled, and skipped where its ramp is 0).
 
-use super::{Mode, Node};
+use super::{Mode, Node, SparseSlot};
 use crate::exec::backend::act::{act, blend, dense, dropout};
 use crate::exec::backend::conv::conv2d;
 use crate::exec::backend::dyrelu::{dyrelu, scaled_weight, DyReluParams};
 use crate::exec::backend::norm::{batch_norm, BnStats};
 use crate::exec::backend::pool::{avg_pool, global_avg_pool, max_pool};
+use crate::exec::backend::sparse::sparse_layer;
 use crate::exec::backend::{add, fork, scale, ParamTensor, Tape, Tensor2};
 
 pub(super) fn run<T: Tape>(
     nodes: &[Node],
     p: &[ParamTensor],
+    sp: &[SparseSlot],
     bn: &mut [(String, BnStats)],
     x: Tensor2<T>,
     mode: &mut Mode,
@@ -19,10 +21,14 @@ pub(super) fn run<T: Tape>(
     let mut x = x;
     for node in nodes {
         x = match node {
-            Node::Dense { w, b } => dense(x, p[*w].matrix(), b.map(|b| p[b].vector())),
-            Node::Conv { w, b, geom, input_grad, scale: None } => {
-                conv2d(x, p[*w].matrix(), b.map(|b| p[b].vector()), *geom, *input_grad)
-            }
+            Node::Dense { w, b, input_grad } => match &sp[*w].active {
+                Some(s) => sparse_layer(x, p[*w].matrix(), s, b.map(|b| p[b].vector()), *input_grad),
+                None => dense(x, p[*w].matrix(), b.map(|b| p[b].vector())),
+            },
+            Node::Conv { w, b, geom, input_grad, scale: None } => match &sp[*w].active {
+                Some(s) => sparse_layer(x, p[*w].matrix(), s, b.map(|b| p[b].vector()), *input_grad),
+                None => conv2d(x, p[*w].matrix(), b.map(|b| p[b].vector()), *geom, *input_grad),
+            },
             Node::Conv { w, b, geom, input_grad, scale: Some(s) } => {
                 let (x, w) = scaled_weight(x, p[*w].matrix(), p[*s].vector());
                 conv2d(x, &w, b.map(|b| p[b].vector()), *geom, *input_grad)
@@ -47,12 +53,12 @@ pub(super) fn run<T: Tape>(
             Node::Residual { body, shortcut, scale: ramp } => {
                 let k = ramp.map_or(1.0, |r| r.at(mode.step));
                 if k == 0.0 {
-                    run(body, p, bn, x, mode)
+                    run(body, p, sp, bn, x, mode)
                 } else {
                     // Both branches record on tapes that merge at the add; both add into x's grad.
-                    let side = run(shortcut, p, bn, fork(&x), mode);
+                    let side = run(shortcut, p, sp, bn, fork(&x), mode);
                     let side = if k == 1.0 { side } else { scale(side, k) };
-                    add(run(body, p, bn, x, mode), side)
+                    add(run(body, p, sp, bn, x, mode), side)
                 }
             }
         };

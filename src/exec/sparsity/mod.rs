@@ -42,6 +42,8 @@ pub struct Sparsifier {
     freeze_at: Option<u64>,
     /// The `sparsity` block, blamed if a kernel call fails.
     span: Span,
+    /// Counts the changes of any mask: the graph's sparse layouts are rebuilt when it moves.
+    generation: u64,
 }
 
 /// Weights in group `g`.
@@ -82,7 +84,33 @@ impl Sparsifier {
             rule,
             freeze_at: sp.freeze_at.map(|t| clock.at(t)),
             span: sp.span,
+            generation: 0,
         }
+    }
+
+    /// Changes whenever a mask (or under a soft rule, the effective weights' zeros) may have.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether the weight gradient of step `t` must be dense: the soft threshold's
+    /// straight-through estimator trains every raw weight, and growth by gradient before step
+    /// `t + 1` ranks pruned positions by it.
+    pub fn needs_dense_grad(&self, t: u64, params: &[ParamBuf]) -> bool {
+        if self.rule.is_frozen() {
+            return false;
+        }
+        if self.rule.is_soft() {
+            return true;
+        }
+        let next = t + 1;
+        let freeze = self.freeze_at.is_some_and(|f| next >= f);
+        let sparsity: Vec<f64> = self
+            .groups
+            .iter()
+            .map(|g| if freeze { g.target } else { self.schedule.sparsity(next, g.target) })
+            .collect();
+        self.rule.grows_by_gradient(&self.groups, &sparsity, next, params)
     }
 
     /// Whether effective weights come from a soft threshold (then the realised mask is where
@@ -115,11 +143,13 @@ impl Sparsifier {
         }
         let zeros = self.groups.iter().map(|g| Some(g.members.iter().map(|&i| count_zeros(&params[i].mask)).sum()));
         self.note_zeros(zeros.collect());
+        self.generation += 1;
         Ok(())
     }
 
     /// The zeros each group holds after masks were set in place (`None`: unknown).
     pub fn note_zeros(&mut self, zeros: Vec<Option<usize>>) {
+        self.generation += 1;
         self.rule.masks_set(zeros);
     }
 
@@ -127,6 +157,7 @@ impl Sparsifier {
     /// weights to `1 - (1 - rate)^round` of its weights (at most its target), or to its target in
     /// the last round, by setting the masks. Pruned weights are already zero, so they stay pruned.
     pub fn lottery_prune(&mut self, params: &mut [ParamBuf], round: usize, rounds: usize, rate: f64) {
+        self.generation += 1;
         for g in &self.groups {
             let s = if round >= rounds { g.target } else { (1.0 - (1.0 - rate).powi(round as i32)).min(g.target) };
             let mut ps = g.members_mut(params);
@@ -159,10 +190,13 @@ impl Sparsifier {
         let freeze = self.freeze_at.is_some_and(|f| t >= f);
         let sparsity: Vec<f64> =
             self.groups.iter().map(|g| if freeze { g.target } else { self.schedule.sparsity(t, g.target) }).collect();
-        self.rule.prepare(&self.groups, &sparsity, t, params, kernels).map_err(&call)?;
+        if self.rule.prepare(&self.groups, &sparsity, t, params, kernels).map_err(&call)? {
+            self.generation += 1;
+        }
         if freeze {
             self.rule.freeze(params, kernels).map_err(&call)?;
             self.rule = Box::new(Frozen);
+            self.generation += 1;
         }
         Ok(())
     }

@@ -15,7 +15,8 @@ use crate::sparsity::{zeros_for, Group};
 
 /// What a sparsity update rule does before each step.
 pub trait UpdateRule {
-    /// Brings group `i` of `groups` to sparsity `sparsity[i]` at step `t`.
+    /// Brings group `i` of `groups` to sparsity `sparsity[i]` at step `t`; returns whether a
+    /// mask (or, for soft rules, the effective weights' zeros) may have changed.
     fn prepare(
         &mut self,
         groups: &[Group],
@@ -23,7 +24,14 @@ pub trait UpdateRule {
         t: u64,
         params: &mut [ParamBuf],
         kernels: &StepKernels,
-    ) -> Result<(), KernelError>;
+    ) -> Result<bool, KernelError>;
+
+    /// Whether `prepare` at step `next` grows weights by the previous step's gradient at
+    /// pruned positions (so that step needs the dense weight gradient). `sparsity` is each
+    /// group's scheduled sparsity at `next`.
+    fn grows_by_gradient(&self, _groups: &[Group], _sparsity: &[f64], _next: u64, _params: &[ParamBuf]) -> bool {
+        false
+    }
 
     /// Masks were set from outside (the initial masks): the zeros each group now holds.
     fn masks_set(&mut self, _zeros: Vec<Option<usize>>) {}
@@ -60,7 +68,8 @@ impl UpdateRule for Scheduled {
         _t: u64,
         params: &mut [ParamBuf],
         kernels: &StepKernels,
-    ) -> Result<(), KernelError> {
+    ) -> Result<bool, KernelError> {
+        let mut changed = false;
         for (gi, g) in groups.iter().enumerate() {
             let k = zeros_for(sparsity[gi], super::group_len(params, g));
             let mut ps = g.members_mut(params);
@@ -73,12 +82,21 @@ impl UpdateRule for Scheduled {
                 kernels.remask(q)?;
             }
             self.applied[gi] = Some(k);
+            changed = true;
         }
-        Ok(())
+        Ok(changed)
     }
 
     fn masks_set(&mut self, zeros: Vec<Option<usize>>) {
         self.applied = zeros;
+    }
+
+    fn grows_by_gradient(&self, groups: &[Group], sparsity: &[f64], _next: u64, params: &[ParamBuf]) -> bool {
+        groups
+            .iter()
+            .zip(sparsity)
+            .zip(&self.applied)
+            .any(|((g, s), cur)| cur.is_some_and(|cur| zeros_for(*s, super::group_len(params, g)) < cur))
     }
 }
 
@@ -120,19 +138,24 @@ impl UpdateRule for PruneRegrow {
         t: u64,
         params: &mut [ParamBuf],
         kernels: &StepKernels,
-    ) -> Result<(), KernelError> {
-        self.scheduled.prepare(groups, sparsity, t, params, kernels)?;
+    ) -> Result<bool, KernelError> {
+        let changed = self.scheduled.prepare(groups, sparsity, t, params, kernels)?;
         let f = self.regrow.fraction(t);
         if f > 0.0 {
             for p in params.iter_mut().filter(|p| p.spec.masked) {
                 swap(p, f, self.regrow.grow, &mut self.rng, kernels)?;
             }
         }
-        Ok(())
+        Ok(changed || f > 0.0)
     }
 
     fn masks_set(&mut self, zeros: Vec<Option<usize>>) {
         self.scheduled.masks_set(zeros);
+    }
+
+    fn grows_by_gradient(&self, groups: &[Group], sparsity: &[f64], next: u64, params: &[ParamBuf]) -> bool {
+        self.scheduled.grows_by_gradient(groups, sparsity, next, params)
+            || (self.regrow.grow == Growth::Gradient && self.regrow.fraction(next) > 0.0)
     }
 }
 
@@ -147,8 +170,8 @@ impl UpdateRule for Fixed {
         _: u64,
         _: &mut [ParamBuf],
         _: &StepKernels,
-    ) -> Result<(), KernelError> {
-        Ok(())
+    ) -> Result<bool, KernelError> {
+        Ok(false)
     }
 }
 
@@ -163,8 +186,8 @@ impl UpdateRule for Frozen {
         _: u64,
         _: &mut [ParamBuf],
         _: &StepKernels,
-    ) -> Result<(), KernelError> {
-        Ok(())
+    ) -> Result<bool, KernelError> {
+        Ok(false)
     }
 
     fn is_frozen(&self) -> bool {
@@ -190,13 +213,13 @@ impl UpdateRule for SoftThreshold {
         _t: u64,
         params: &mut [ParamBuf],
         kernels: &StepKernels,
-    ) -> Result<(), KernelError> {
+    ) -> Result<bool, KernelError> {
         for (gi, g) in groups.iter().enumerate() {
             let magnitudes = self.magnitudes.as_mut().map(|m| g.members_mut(m));
             let mut ps = g.members_mut(params);
             soft_group(&mut ps, magnitudes, sparsity[gi], self.rescale, self.sigma, kernels)?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// ST-3's `fix()`: fold the threshold into the raw weights and keep the mask from now on.

@@ -23,7 +23,7 @@ pub struct Lottery {
 
 impl Trainer<'_> {
     /// Trains and prunes every lottery round of the plan (nothing for other mask methods).
-    pub(super) fn lottery_rounds(&mut self) -> Result<(), RunError> {
+    pub(crate) fn lottery_rounds(&mut self) -> Result<(), RunError> {
         let MaskMethod::Lottery { rounds, rate, rewind } = self.plan.sparsity.mask else {
             return Ok(());
         };

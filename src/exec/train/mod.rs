@@ -291,7 +291,12 @@ impl<'a> Trainer<'a> {
     pub(crate) fn load_weights(&mut self) -> Result<(), RunError> {
         self.sparsifier.prepare(self.step, &mut self.params, &self.kernels)?;
         let values: Vec<&[f32]> = self.params.iter().map(ParamBuf::effective).collect();
-        self.graph.load(&values);
+        // A weight's kept positions: where a soft threshold leaves it nonzero, else its mask.
+        let patterns: Vec<Option<&[f32]>> =
+            self.params.iter().map(|p| if p.eff.is_empty() { p.mask() } else { Some(&p.eff[..]) }).collect();
+        let dense_grad = self.sparsifier.needs_dense_grad(self.step, &self.params);
+        let generation = self.sparsifier.generation();
+        self.graph.load_step(&values, &patterns, self.opts.kernels, generation, dense_grad);
         Ok(())
     }
 

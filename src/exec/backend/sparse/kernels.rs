@@ -1,0 +1,293 @@
+//! The three products of a sparse layer's training step, on activations with the batch
+//! contiguous (`[row][bp]`, `bp` the batch rounded up to [`LANES`], padding lanes zero):
+//! - [`forward`]: `y[o,p,:] = bias[o] + sum_k w_k x[base_k + off_p, :]` (register-blocked rows);
+//! - [`input_grad`]: `dx[key_j + off_p, :] += sum_{t in column j} w_t dy[row_t, p, :]`, the
+//!   columns of one input channel on one task;
+//! - [`weight_grad`]: `dw_k = sum_p dot(dy[o,p,:], x[base_k + off_p, :])`, only for kept `k`
+//!   (an SDDMM), and the bias gradient (row sums of `dy`).
+//!
+//! A dense layer is the case of one output position (`offs == [0]`). Each output element is
+//! written by exactly one task in a fixed order, so results do not depend on the thread count.
+//! Every kernel exists twice: compiled for AVX2 + FMA (chosen at run time when the CPU has
+//! them) and portable; [`Isa::detect`] picks one.
+#![allow(unsafe_code)]
+
+/// `f32` lanes of one AVX2 register; activations are padded to a multiple of it.
+pub const LANES: usize = 8;
+/// Batch columns held in registers at once (8 AVX2 registers of accumulators).
+const BLOCK: usize = 64;
+
+/// Which compiled variant runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX2 + FMA (fused multiply-add: one rounding per product-sum).
+    Avx2,
+    /// Any CPU: separate multiply and add.
+    Portable,
+}
+
+impl Isa {
+    /// AVX2 + FMA when this CPU has both.
+    pub fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Portable
+    }
+}
+
+/// The weights by output row (CSR): `base` is each kept weight's input row before the output
+/// position's offset is added.
+#[derive(Clone, Copy)]
+pub struct Rows<'a> {
+    pub ptr: &'a [u32],
+    pub base: &'a [u32],
+    pub vals: &'a [f32],
+}
+
+/// The weights by input row (CSC), columns grouped by input channel: column `j` reads input row
+/// `key[j]` (channel-plane relative) and holds `(row[t], vals[t])` for `t in ptr[j]..ptr[j+1]`.
+#[derive(Clone, Copy)]
+pub struct Cols<'a> {
+    pub ptr: &'a [u32],
+    pub key: &'a [u32],
+    pub row: &'a [u32],
+    pub vals: &'a [f32],
+}
+
+trait Fma {
+    fn fma(a: f32, b: f32, c: f32) -> f32;
+}
+
+struct Fused;
+impl Fma for Fused {
+    #[inline(always)]
+    fn fma(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+struct Separate;
+impl Fma for Separate {
+    #[inline(always)]
+    fn fma(a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+}
+
+/// Calls `$body::<F>` with the fused variant compiled for AVX2 + FMA or the portable one.
+macro_rules! dispatch {
+    ($isa:expr, $avx:ident, $generic:ident, ($($arg:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            if $isa == Isa::Avx2 {
+                // SAFETY: `Isa::Avx2` is only returned by `Isa::detect` when the CPU reports
+                // AVX2 and FMA (tests construct it only after the same check).
+                return unsafe { $avx($($arg),*) };
+            }
+        }
+        $generic::<Separate>($($arg),*)
+    }};
+}
+
+/// One output row: `y[p*bp..]` for every output position `p` (`offs[p]` is its input offset).
+pub fn forward(isa: Isa, w: Rows, o: usize, offs: &[u32], x: &[f32], bp: usize, bias: f32, y: &mut [f32]) {
+    dispatch!(isa, forward_avx2, forward_row, (w, o, offs, x, bp, bias, y))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn forward_avx2(w: Rows, o: usize, offs: &[u32], x: &[f32], bp: usize, bias: f32, y: &mut [f32]) {
+    forward_row::<Fused>(w, o, offs, x, bp, bias, y)
+}
+
+#[inline(always)]
+fn forward_row<F: Fma>(w: Rows, o: usize, offs: &[u32], x: &[f32], bp: usize, bias: f32, y: &mut [f32]) {
+    let (s, e) = (w.ptr[o] as usize, w.ptr[o + 1] as usize);
+    let (base, vals) = (&w.base[s..e], &w.vals[s..e]);
+    for (&off, yp) in offs.iter().zip(y.chunks_exact_mut(bp)) {
+        let mut b0 = 0;
+        while b0 + BLOCK <= bp {
+            gather_block::<F, BLOCK>(base, vals, off, x, bp, b0, bias, &mut yp[b0..b0 + BLOCK]);
+            b0 += BLOCK;
+        }
+        while b0 < bp {
+            gather_block::<F, LANES>(base, vals, off, x, bp, b0, bias, &mut yp[b0..b0 + LANES]);
+            b0 += LANES;
+        }
+    }
+}
+
+/// `out = init + sum_k vals[k] * x[(idx[k] + off) * bp + b0 ..][..N]`, accumulated in registers.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn gather_block<F: Fma, const N: usize>(
+    idx: &[u32],
+    vals: &[f32],
+    off: u32,
+    x: &[f32],
+    bp: usize,
+    b0: usize,
+    init: f32,
+    out: &mut [f32],
+) {
+    let mut acc = [init; N];
+    for (&c, &v) in idx.iter().zip(vals) {
+        let start = (c + off) as usize * bp + b0;
+        let xs: &[f32; N] = x[start..start + N].try_into().expect("block inside the activation");
+        for l in 0..N {
+            acc[l] = F::fma(v, xs[l], acc[l]);
+        }
+    }
+    out.copy_from_slice(&acc);
+}
+
+/// One input channel: adds into `plane` (the channel's `[pixel][bp]` block of the padded input
+/// gradient) the columns `cols` of `w` at every output position.
+pub fn input_grad(
+    isa: Isa,
+    w: Cols,
+    cols: std::ops::Range<usize>,
+    offs: &[u32],
+    dy: &[f32],
+    bp: usize,
+    plane: &mut [f32],
+) {
+    dispatch!(isa, input_grad_avx2, input_grad_channel, (w, cols, offs, dy, bp, plane))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn input_grad_avx2(
+    w: Cols,
+    cols: std::ops::Range<usize>,
+    offs: &[u32],
+    dy: &[f32],
+    bp: usize,
+    plane: &mut [f32],
+) {
+    input_grad_channel::<Fused>(w, cols, offs, dy, bp, plane)
+}
+
+#[inline(always)]
+fn input_grad_channel<F: Fma>(
+    w: Cols,
+    cols: std::ops::Range<usize>,
+    offs: &[u32],
+    dy: &[f32],
+    bp: usize,
+    plane: &mut [f32],
+) {
+    let positions = offs.len() as u32;
+    let mut rows: Vec<u32> = Vec::new();
+    for j in cols {
+        let (s, e) = (w.ptr[j] as usize, w.ptr[j + 1] as usize);
+        let vals = &w.vals[s..e];
+        // dy's row of (output row, position p) is `row * positions + p`.
+        rows.clear();
+        rows.extend(w.row[s..e].iter().map(|r| r * positions));
+        for (p, &off) in offs.iter().enumerate() {
+            let dst = (w.key[j] + off) as usize * bp;
+            let mut b0 = 0;
+            while b0 + BLOCK <= bp {
+                add_block::<F, BLOCK>(&rows, vals, p as u32, dy, bp, b0, &mut plane[dst + b0..dst + b0 + BLOCK]);
+                b0 += BLOCK;
+            }
+            while b0 < bp {
+                add_block::<F, LANES>(&rows, vals, p as u32, dy, bp, b0, &mut plane[dst + b0..dst + b0 + LANES]);
+                b0 += LANES;
+            }
+        }
+    }
+}
+
+/// `out += sum_t vals[t] * dy[(rows[t] + p) * bp + b0 ..][..N]`.
+#[inline(always)]
+fn add_block<F: Fma, const N: usize>(
+    rows: &[u32],
+    vals: &[f32],
+    p: u32,
+    dy: &[f32],
+    bp: usize,
+    b0: usize,
+    out: &mut [f32],
+) {
+    let mut acc = [0.0f32; N];
+    for (&r, &v) in rows.iter().zip(vals) {
+        let start = (r + p) as usize * bp + b0;
+        let ys: &[f32; N] = dy[start..start + N].try_into().expect("block inside the gradient");
+        for l in 0..N {
+            acc[l] = F::fma(v, ys[l], acc[l]);
+        }
+    }
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o += a;
+    }
+}
+
+/// One output row's kept-weight gradients into `dw` (`dw[k - ptr[o]]`), and its bias gradient
+/// (the sum of `dy` over positions and batch) as the return value.
+pub fn weight_grad(isa: Isa, w: Rows, o: usize, offs: &[u32], dy: &[f32], x: &[f32], bp: usize, dw: &mut [f32]) -> f32 {
+    dispatch!(isa, weight_grad_avx2, weight_grad_row, (w, o, offs, dy, x, bp, dw))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn weight_grad_avx2(w: Rows, o: usize, offs: &[u32], dy: &[f32], x: &[f32], bp: usize, dw: &mut [f32]) -> f32 {
+    weight_grad_row::<Fused>(w, o, offs, dy, x, bp, dw)
+}
+
+#[inline(always)]
+fn weight_grad_row<F: Fma>(w: Rows, o: usize, offs: &[u32], dy: &[f32], x: &[f32], bp: usize, dw: &mut [f32]) -> f32 {
+    let (s, e) = (w.ptr[o] as usize, w.ptr[o + 1] as usize);
+    let dyo = &dy[o * offs.len() * bp..(o + 1) * offs.len() * bp];
+    for (d, &b) in dw.iter_mut().zip(&w.base[s..e]) {
+        let mut acc = [0.0f32; 4 * LANES];
+        for (&off, dyp) in offs.iter().zip(dyo.chunks_exact(bp)) {
+            let xr = &x[(b + off) as usize * bp..][..bp];
+            dot_into::<F>(dyp, xr, &mut acc);
+        }
+        *d = hsum(&acc);
+    }
+    let mut acc = [0.0f32; 4 * LANES];
+    for dyp in dyo.chunks_exact(bp) {
+        for chunk in dyp.chunks_exact(LANES) {
+            for l in 0..LANES {
+                acc[l] += chunk[l];
+            }
+        }
+    }
+    hsum(&acc)
+}
+
+/// `acc += a .* b` in four independent lane groups (to hide the FMA latency); `a.len()` is a
+/// multiple of [`LANES`].
+#[inline(always)]
+fn dot_into<F: Fma>(a: &[f32], b: &[f32], acc: &mut [f32; 4 * LANES]) {
+    let wide = a.len() / (4 * LANES) * (4 * LANES);
+    for (ca, cb) in a[..wide].chunks_exact(4 * LANES).zip(b[..wide].chunks_exact(4 * LANES)) {
+        for l in 0..4 * LANES {
+            acc[l] = F::fma(ca[l], cb[l], acc[l]);
+        }
+    }
+    for (ca, cb) in a[wide..].chunks_exact(LANES).zip(b[wide..].chunks_exact(LANES)) {
+        for l in 0..LANES {
+            acc[l] = F::fma(ca[l], cb[l], acc[l]);
+        }
+    }
+}
+
+/// The sum of the lanes in a fixed order.
+#[inline(always)]
+fn hsum(acc: &[f32; 4 * LANES]) -> f32 {
+    let mut v = [0.0f32; LANES];
+    for q in acc.chunks_exact(LANES) {
+        for l in 0..LANES {
+            v[l] += q[l];
+        }
+    }
+    ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]))
+}

@@ -1,0 +1,343 @@
+//! Sparse kernels for masked dense layers and convolutions: a layer's kept weights in two
+//! layouts ([`SparseWeight`]: by output row and by input row) and one op, [`sparse_layer`], whose
+//! forward, input gradient and weight gradient touch only the kept weights. In: `(batch, c*h*w)`
+//! like every op. Out: `(batch, out*oh*ow)`, the same values as [`super::conv::conv2d`] /
+//! [`super::act::dense`] on the masked weights up to summation order.
+//!
+//! The op moves activations to a batch-contiguous, zero-padded layout (`[c][hp][wp][bp]`), so
+//! every kernel is a sequence of 8-lane FMAs over the batch with no bounds tests, and moves the
+//! output back. A dense layer is a 1x1 convolution of a 1x1 image. The weight gradient is an
+//! SDDMM (kept weights only) unless [`SparseWeight::dense_weight_grad`] asks for the dense one
+//! (ST-3's straight-through estimator, RigL's and EAST's growth by gradient).
+
+pub mod kernels;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use dfdx::prelude::*;
+use rayon::prelude::*;
+
+pub use kernels::Isa;
+use kernels::{Cols, Rows, LANES};
+
+use super::conv::{self, ConvGeom};
+use super::gemm::{matmul, Mat};
+use super::{add_into, read, with_backward, Tensor1, Tensor2};
+
+/// A layer's kept weights, with the layouts the three kernels read.
+#[derive(Debug, Clone)]
+pub struct SparseWeight {
+    pub geom: ConvGeom,
+    /// By output row: `row_ptr` (out + 1), each kept weight's input row `base` (padded pixel
+    /// index of its input channel and kernel tap), its index in the dense weight, its value.
+    row_ptr: Vec<u32>,
+    base: Vec<u32>,
+    dense: Vec<u32>,
+    vals: Vec<f32>,
+    /// By input row: columns (distinct `base`s) in order, grouped by input channel
+    /// (`chan_cols`, c + 1 entries); each entry's output row and its position in `vals`.
+    col_ptr: Vec<u32>,
+    col_key: Vec<u32>,
+    chan_cols: Vec<u32>,
+    t_row: Vec<u32>,
+    t_src: Vec<u32>,
+    t_vals: Vec<f32>,
+    /// Input offset of each output position (`[0]` for a dense layer).
+    offs: Vec<u32>,
+    /// Compute the whole weight gradient (dense) instead of the kept entries only.
+    pub dense_weight_grad: bool,
+    pub isa: Isa,
+}
+
+/// The geometry of a dense layer `in -> out` as a 1x1 convolution.
+pub fn linear_geom(inputs: usize, out: usize) -> ConvGeom {
+    ConvGeom { c: inputs, h: 1, w: 1, out, k: 1, stride: 1, pad: 0, groups: 1 }
+}
+
+fn padded(g: &ConvGeom) -> (usize, usize) {
+    (g.h + 2 * g.pad, g.w + 2 * g.pad)
+}
+
+impl SparseWeight {
+    /// The structure of the nonzeros of `pattern` (a mask, or the effective weights), `(out,
+    /// fan_in)` row-major; values are filled by [`SparseWeight::refresh`].
+    pub fn new(geom: ConvGeom, pattern: &[f32], isa: Isa) -> SparseWeight {
+        let g = geom;
+        let fan = g.fan_in();
+        assert_eq!(pattern.len(), g.out * fan, "sparse weight pattern size");
+        let (hp, wp) = padded(&g);
+        let (cpg, opg, kk) = (g.c / g.groups, g.out / g.groups, g.k * g.k);
+        let mut row_ptr = Vec::with_capacity(g.out + 1);
+        let (mut base, mut dense) = (Vec::new(), Vec::new());
+        row_ptr.push(0u32);
+        for o in 0..g.out {
+            let group = o / opg;
+            for (f, v) in pattern[o * fan..(o + 1) * fan].iter().enumerate() {
+                if *v != 0.0 {
+                    let (cl, ki, kj) = (f / kk, f / g.k % g.k, f % g.k);
+                    let ci = group * cpg + cl;
+                    base.push(((ci * hp + ki) * wp + kj) as u32);
+                    dense.push((o * fan + f) as u32);
+                }
+            }
+            row_ptr.push(base.len() as u32);
+        }
+        // By input row: a counting sort of the kept weights on `base` (stable: rows ascend).
+        let plane = hp * wp;
+        let mut count = vec![0u32; g.c * plane + 1];
+        for &b in &base {
+            count[b as usize + 1] += 1;
+        }
+        let mut col_ptr = vec![0u32];
+        let mut col_key = Vec::new();
+        let mut chan_cols = vec![0u32; g.c + 1];
+        let mut start = vec![0u32; g.c * plane];
+        let mut next = 0u32;
+        for key in 0..g.c * plane {
+            start[key] = next;
+            let n = count[key + 1];
+            if n > 0 {
+                next += n;
+                col_key.push((key % plane) as u32);
+                col_ptr.push(next);
+                chan_cols[key / plane + 1] = col_key.len() as u32;
+            }
+        }
+        for c in 1..=g.c {
+            chan_cols[c] = chan_cols[c].max(chan_cols[c - 1]);
+        }
+        let mut t_row = vec![0u32; base.len()];
+        let mut t_src = vec![0u32; base.len()];
+        for o in 0..g.out {
+            for k in row_ptr[o] as usize..row_ptr[o + 1] as usize {
+                let slot = &mut start[base[k] as usize];
+                t_row[*slot as usize] = o as u32;
+                t_src[*slot as usize] = k as u32;
+                *slot += 1;
+            }
+        }
+        let offs = (0..g.oh())
+            .flat_map(|oy| (0..g.ow()).map(move |ox| ((oy * g.stride) * wp + ox * g.stride) as u32))
+            .collect();
+        let nnz = base.len();
+        SparseWeight {
+            geom,
+            row_ptr,
+            base,
+            dense,
+            vals: vec![0.0; nnz],
+            col_ptr,
+            col_key,
+            chan_cols,
+            t_row,
+            t_src,
+            t_vals: vec![0.0; nnz],
+            offs,
+            dense_weight_grad: false,
+            isa,
+        }
+    }
+
+    /// Takes the kept weights' current values from the dense weight `w`.
+    pub fn refresh(&mut self, w: &[f32]) {
+        for (v, &i) in self.vals.iter_mut().zip(&self.dense) {
+            *v = w[i as usize];
+        }
+        for (v, &k) in self.t_vals.iter_mut().zip(&self.t_src) {
+            *v = self.vals[k as usize];
+        }
+    }
+
+    pub fn nnz(&self) -> usize {
+        self.vals.len()
+    }
+
+    /// Whether the structure is exactly the nonzeros of `pattern`.
+    pub fn matches(&self, pattern: &[f32]) -> bool {
+        pattern.iter().filter(|v| **v != 0.0).count() == self.nnz()
+            && self.dense.iter().all(|&i| pattern[i as usize] != 0.0)
+    }
+
+    fn rows(&self) -> Rows<'_> {
+        Rows { ptr: &self.row_ptr, base: &self.base, vals: &self.vals }
+    }
+
+    fn cols(&self) -> Cols<'_> {
+        Cols { ptr: &self.col_ptr, key: &self.col_key, row: &self.t_row, vals: &self.t_vals }
+    }
+
+    fn chan(&self, c: usize) -> Range<usize> {
+        self.chan_cols[c] as usize..self.chan_cols[c + 1] as usize
+    }
+
+    /// `[out][positions][bp]`: the forward product on the batch-contiguous input `xt`.
+    fn forward(&self, xt: &[f32], bias: Option<&[f32]>, bp: usize) -> Vec<f32> {
+        let row_len = self.offs.len() * bp;
+        let mut yt = vec![0.0; self.geom.out * row_len];
+        let rows = self.rows();
+        yt.par_chunks_mut(row_len.max(1)).enumerate().with_min_len(4).for_each(|(o, y)| {
+            let b = bias.map_or(0.0, |b| b[o]);
+            kernels::forward(self.isa, rows, o, &self.offs, xt, bp, b, y);
+        });
+        yt
+    }
+
+    /// The padded, batch-contiguous input gradient of `dyt`.
+    fn input_grad(&self, dyt: &[f32], bp: usize) -> Vec<f32> {
+        let (hp, wp) = padded(&self.geom);
+        let plane = hp * wp * bp;
+        let mut dxt = vec![0.0; self.geom.c * plane];
+        let cols = self.cols();
+        dxt.par_chunks_mut(plane.max(1)).enumerate().with_min_len(4).for_each(|(c, p)| {
+            kernels::input_grad(self.isa, cols, self.chan(c), &self.offs, dyt, bp, p);
+        });
+        dxt
+    }
+
+    /// The kept weights' gradients (in `vals` order; none unless `kept`) and the bias gradient.
+    fn weight_grad(&self, dyt: &[f32], xt: &[f32], bp: usize, kept: bool) -> (Vec<f32>, Vec<f32>) {
+        let mut dw = vec![0.0; if kept { self.nnz() } else { 0 }];
+        let mut slices = Vec::with_capacity(self.geom.out);
+        let mut rest = &mut dw[..];
+        for o in 0..self.geom.out {
+            let len = if kept { (self.row_ptr[o + 1] - self.row_ptr[o]) as usize } else { 0 };
+            let (a, b) = rest.split_at_mut(len);
+            slices.push(a);
+            rest = b;
+        }
+        let rows = self.rows();
+        let db = slices
+            .into_par_iter()
+            .enumerate()
+            .with_min_len(4)
+            .map(|(o, d)| kernels::weight_grad(self.isa, rows, o, &self.offs, dyt, xt, bp, d))
+            .collect();
+        (dw, db)
+    }
+}
+
+/// `dst[(row0 + j) * bp + b] = src[b * stride + j]` for `j < n`, `b < batch`: a strip of the
+/// `(batch, features)` layout into the batch-contiguous one.
+fn to_batch_minor(src: &[f32], stride: usize, n: usize, batch: usize, dst: &mut [f32], bp: usize) {
+    for b0 in (0..batch).step_by(LANES) {
+        let bn = LANES.min(batch - b0);
+        for j in 0..n {
+            let d = &mut dst[j * bp + b0..j * bp + b0 + bn];
+            for (bb, v) in d.iter_mut().enumerate() {
+                *v = src[(b0 + bb) * stride + j];
+            }
+        }
+    }
+}
+
+/// The padded input `[c][hp][wp][bp]` of `xs` `(batch, c*h*w)`.
+fn input_layout(g: &ConvGeom, xs: &[f32], batch: usize, bp: usize) -> Vec<f32> {
+    let (hp, wp) = padded(g);
+    let in_len = g.in_len();
+    let mut xt = vec![0.0; g.c * hp * wp * bp];
+    if g.h == 1 && g.w == 1 {
+        // A dense layer: one strip per block of features.
+        xt.par_chunks_mut(64 * bp).enumerate().for_each(|(i, d)| {
+            let n = d.len() / bp;
+            to_batch_minor(&xs[i * 64..], in_len, n, batch, d, bp);
+        });
+        return xt;
+    }
+    xt.par_chunks_mut(hp * wp * bp).enumerate().for_each(|(c, plane)| {
+        for y in 0..g.h {
+            let row = &mut plane[((y + g.pad) * wp + g.pad) * bp..];
+            to_batch_minor(&xs[(c * g.h + y) * g.w..], in_len, g.w, batch, row, bp);
+        }
+    });
+    xt
+}
+
+/// Adds `[rows][bp]` into `dst` `(batch, rows)`.
+fn from_batch_minor(src: &[f32], rows: usize, bp: usize, dst: &mut [f32]) {
+    dst.par_chunks_mut((LANES * rows).max(1)).enumerate().for_each(|(i, d)| {
+        let b0 = i * LANES;
+        for (bb, line) in d.chunks_mut(rows.max(1)).enumerate() {
+            for (r, v) in line.iter_mut().enumerate() {
+                *v += src[r * bp + b0 + bb];
+            }
+        }
+    });
+}
+
+/// Adds the interior of the padded `[c][hp][wp][bp]` gradient into `dx` `(batch, c*h*w)`.
+fn add_input_grad(g: &ConvGeom, dxt: &[f32], bp: usize, dx: &mut [f32]) {
+    let (hp, wp) = padded(g);
+    let in_len = g.in_len();
+    dx.par_chunks_mut(in_len.max(1)).enumerate().for_each(|(b, d)| {
+        for c in 0..g.c {
+            for y in 0..g.h {
+                let src = &dxt[((c * hp + y + g.pad) * wp + g.pad) * bp..];
+                let line = &mut d[(c * g.h + y) * g.w..(c * g.h + y + 1) * g.w];
+                for (x, v) in line.iter_mut().enumerate() {
+                    *v += src[x * bp + b];
+                }
+            }
+        }
+    });
+}
+
+/// A masked dense layer or convolution through `sw`'s kept weights. `weight` is the layer's
+/// dense parameter tensor: gradients are accumulated into it (zeros at pruned positions, unless
+/// `sw.dense_weight_grad`). `input_grad: false` skips `dL/dx`.
+pub fn sparse_layer<T: Tape<f32, Cpu>>(
+    x: Tensor2<T>,
+    weight: &Tensor2,
+    sw: &Arc<SparseWeight>,
+    bias: Option<&Tensor1>,
+    input_grad: bool,
+) -> Tensor2<T> {
+    let (x, tape) = x.split_tape();
+    let batch = x.shape().0;
+    let g = sw.geom;
+    assert_eq!(x.shape().1, g.in_len(), "sparse layer input size");
+    let bp = batch.div_ceil(LANES) * LANES;
+    let xs = read(&x);
+    let xt = input_layout(&g, &xs, batch, bp);
+    let bs = bias.map(read);
+    let yt = sw.forward(&xt, bs.as_deref(), bp);
+    let rows = g.out_len();
+    let mut y = vec![0.0; batch * rows];
+    from_batch_minor(&yt, rows, bp, &mut y);
+    drop(yt);
+    let out = x.device().tensor_from_vec(y, (batch, rows));
+    let (xg, wg, bg) = (x.ghost(), weight.ghost(), bias.map(|b| b.ghost()));
+    let sw = Arc::clone(sw);
+    let xs = sw.dense_weight_grad.then_some(xs);
+    with_backward(out, tape, move |gy, grads| {
+        let mut dyt = vec![0.0; rows * bp];
+        dyt.par_chunks_mut(64 * bp).enumerate().for_each(|(i, d)| {
+            let n = d.len() / bp;
+            to_batch_minor(&gy[i * 64..], rows, n, batch, d, bp);
+        });
+        let (dw_kept, db) = sw.weight_grad(&dyt, &xt, bp, xs.is_none());
+        let dw = grads.get_or_alloc_mut(&wg)?;
+        match &xs {
+            Some(xs) if g.h == 1 && g.w == 1 => {
+                matmul(dw, Mat::new(gy, batch, g.out).t(), Mat::new(xs, batch, g.c), true)
+            }
+            Some(xs) => add_into(dw, &conv::param_grads(&g, xs, gy, batch).0),
+            None => {
+                for (&i, v) in sw.dense.iter().zip(&dw_kept) {
+                    dw[i as usize] += v;
+                }
+            }
+        }
+        if let Some(bg) = bg {
+            add_into(grads.get_or_alloc_mut(&bg)?, &db);
+        }
+        if input_grad {
+            let dxt = sw.input_grad(&dyt, bp);
+            add_input_grad(&g, &dxt, bp, grads.get_or_alloc_mut(&xg)?);
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,145 @@
+//! Each sparse product against the dense op on the masked weights: values, input, weight and
+//! bias gradients, for both compiled variants, on odd shapes and edge-case masks.
+
+use super::super::act::dense;
+use super::super::conv::conv2d;
+use super::super::testing::random;
+use super::*;
+
+/// Masks: random at `density`, plus the edge cases.
+fn masks(out: usize, fan: usize, seed: u64) -> Vec<(&'static str, Vec<f32>)> {
+    let r = random(out * fan, seed);
+    let at = |d: f32| r.iter().map(|v| if (v + 1.0) / 2.0 < d { 1.0 } else { 0.0 }).collect::<Vec<f32>>();
+    let mut empty_rows_cols = at(0.5);
+    for o in (0..out).step_by(2) {
+        empty_rows_cols[o * fan..(o + 1) * fan].fill(0.0);
+    }
+    for f in (0..fan).step_by(3) {
+        (0..out).for_each(|o| empty_rows_cols[o * fan + f] = 0.0);
+    }
+    vec![
+        ("random 10%", at(0.1)),
+        ("random 60%", at(0.6)),
+        ("all zero", vec![0.0; out * fan]),
+        ("fully dense", vec![1.0; out * fan]),
+        ("empty rows and columns", empty_rows_cols),
+    ]
+}
+
+fn isas() -> Vec<Isa> {
+    let mut v = vec![Isa::Portable];
+    if Isa::detect() == Isa::Avx2 {
+        v.push(Isa::Avx2);
+    }
+    v
+}
+
+/// `(y, dx, dw, db)` of `L = sum(layer(x) * r)`.
+type Grads4 = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
+
+fn run(
+    layer: impl Fn(Tensor2<OwnedTape<f32, Cpu>>, &Tensor2, &Tensor1) -> Tensor2<OwnedTape<f32, Cpu>>,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    batch: usize,
+    out_len: usize,
+) -> Grads4 {
+    let dev = Cpu::default();
+    let xt: Tensor2 = dev.tensor_from_vec(x.to_vec(), (batch, x.len() / batch));
+    let wt: Tensor2 = dev.tensor_from_vec(w.to_vec(), (b.len(), w.len() / b.len()));
+    let bt: Tensor1 = dev.tensor_from_vec(b.to_vec(), (b.len(),));
+    let y = layer(xt.leaky_trace(), &wt, &bt);
+    let yv = read(&y);
+    let rt: Tensor2 = dev.tensor_from_vec(random(batch * out_len, 77), (batch, out_len));
+    let grads = (y * rt).sum::<(), _>().backward();
+    (yv, grads.get(&xt).as_vec(), grads.get(&wt).as_vec(), grads.get(&bt).as_vec())
+}
+
+fn close(what: &str, a: &[f32], b: &[f32]) {
+    assert_eq!(a.len(), b.len(), "{what}: length");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!((x - y).abs() <= 1e-4 * 1f32.max(x.abs()).max(y.abs()), "{what}: index {i}: {x} vs {y}");
+    }
+}
+
+fn check(g: ConvGeom, batch: usize, linear: bool) {
+    let fan = g.fan_in();
+    let x = random(batch * g.in_len(), 1);
+    let w = random(g.out * fan, 2);
+    let b = random(g.out, 3);
+    for (name, mask) in masks(g.out, fan, 4) {
+        let wm: Vec<f32> = w.iter().zip(&mask).map(|(a, m)| a * m).collect();
+        let reference = |x: Tensor2<OwnedTape<f32, Cpu>>, w: &Tensor2, b: &Tensor1| {
+            if linear {
+                dense(x, w, Some(b))
+            } else {
+                conv2d(x, w, Some(b), g, true)
+            }
+        };
+        let (y0, dx0, dw0, db0) = run(reference, &x, &wm, &b, batch, g.out_len());
+        let dw0_kept: Vec<f32> = dw0.iter().zip(&mask).map(|(a, m)| a * m).collect();
+        for isa in isas() {
+            for dense_grad in [false, true] {
+                let mut sw = SparseWeight::new(g, &mask, isa);
+                sw.refresh(&wm);
+                sw.dense_weight_grad = dense_grad;
+                assert!(sw.matches(&mask));
+                let sw = Arc::new(sw);
+                let what = format!("{g:?} batch {batch} {name} {isa:?} dense grad {dense_grad}");
+                let (y, dx, dw, db) =
+                    run(|x, w, b| sparse_layer(x, w, &sw, Some(b), true), &x, &wm, &b, batch, g.out_len());
+                close(&format!("{what}: y"), &y, &y0);
+                close(&format!("{what}: dx"), &dx, &dx0);
+                close(&format!("{what}: dw"), &dw, if dense_grad { &dw0 } else { &dw0_kept });
+                close(&format!("{what}: db"), &db, &db0);
+            }
+        }
+    }
+}
+
+#[test]
+fn dense_layers_match_the_dense_op() {
+    for (inputs, out, batch) in [(13, 7, 1), (40, 9, 13), (70, 33, 128), (5, 3, 64), (1, 1, 9)] {
+        check(linear_geom(inputs, out), batch, true);
+    }
+}
+
+#[test]
+fn convolutions_match_the_dense_op() {
+    let geoms = [
+        ConvGeom { c: 1, h: 8, w: 8, out: 4, k: 5, stride: 1, pad: 0, groups: 1 },
+        ConvGeom { c: 3, h: 7, w: 6, out: 5, k: 3, stride: 2, pad: 1, groups: 1 },
+        ConvGeom { c: 4, h: 6, w: 5, out: 6, k: 3, stride: 1, pad: 1, groups: 2 },
+        ConvGeom { c: 4, h: 3, w: 5, out: 6, k: 1, stride: 1, pad: 0, groups: 1 },
+        ConvGeom { c: 2, h: 5, w: 5, out: 3, k: 5, stride: 3, pad: 2, groups: 1 },
+    ];
+    for g in geoms {
+        for batch in [1, 3, 70] {
+            check(g, batch, false);
+        }
+    }
+}
+
+#[test]
+fn structure_follows_the_pattern_and_values_follow_refresh() {
+    let g = linear_geom(6, 4);
+    let mut pattern = vec![0.0; 24];
+    pattern[3] = 1.0;
+    pattern[13] = 1.0;
+    pattern[23] = 1.0;
+    let mut sw = SparseWeight::new(g, &pattern, Isa::Portable);
+    assert_eq!(sw.nnz(), 3);
+    assert!(sw.matches(&pattern));
+    pattern[4] = 1.0;
+    assert!(!sw.matches(&pattern));
+    let w: Vec<f32> = (0..24).map(|i| i as f32).collect();
+    sw.refresh(&w);
+    assert_eq!(sw.vals, vec![3.0, 13.0, 23.0]);
+    // Input 1's column holds the weight of row 2 (index 13 = 2*6 + 1); inputs 1, 3 and 5 have
+    // one column each (keys are relative to the channel's plane, here one pixel).
+    assert_eq!(sw.chan_cols, vec![0, 0, 1, 1, 2, 2, 3]);
+    assert_eq!(sw.col_key, vec![0, 0, 0]);
+    assert_eq!(sw.t_row, vec![2, 0, 3]);
+    assert_eq!(sw.t_vals, vec![13.0, 3.0, 23.0]);
+}
