@@ -1,65 +1,101 @@
-//! Step time of LeNet-300-100 and LeNet-5-Caffe at batch 128 on 1 and 2 threads, dense and
-//! at 98% sparsity (global magnitude mask, `hard` update), on random 1x28x28 data.
+//! Step time of LeNet-300-100 and LeNet-5-Caffe (MNIST shapes) and ResNet-20 (CIFAR shapes) at
+//! batch 128, dense and at several sparsities (uniform per layer, magnitude mask, `hard`
+//! update, SGD with momentum and weight decay), on 1 and 2 threads, on random data.
 //!
-//! Run: `cargo run --release --example bench_step`. Each cell times 60 steps minus 10 steps
-//! (so set-up and the evaluations cancel out), through the public `exec::run`.
+//! Run: `cargo run --release --example bench_step [-- MODEL...]` (models: lenet300_100,
+//! lenet5_caffe, resnet20; default all). `BENCH_KERNELS=auto|dense|sparse` forces the
+//! products (default auto, what `sprsc run` does); `BENCH_STEPS` sets the steps per cell and
+//! `BENCH_SPARSITY` runs one sparsity only.
+//! Prints one line per cell:
+//! `step model=<name> sparsity=<s> threads=<t> ms=<median ms per step>`
+//! and, after `#`, which layers ran sparse. `bench/step.sh` runs this beside PyTorch.
+//!
+//! Each cell is one `exec::run` of the recipe (set-up, then `steps` training steps, then an
+//! evaluation of 128 examples); the time is the median of the training steps as the engine
+//! measures them (`summary.json`'s `step_ms`): mask and layout rebuilds included.
+
+use std::path::Path;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sprsc::data::{DataSet, Split};
-use sprsc::exec::{run, RunOptions};
+use sprsc::exec::{run, LayerKernels, RunOptions};
 use sprsc::ir::plan::Plan;
-
-mod common;
-use common::{lenet300, lenet5_caffe, plan};
 
 const BATCH: usize = 128;
 
-fn random_data(train: usize) -> DataSet {
+fn random_data(shape: [usize; 3], train: usize) -> DataSet {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let n: usize = shape.iter().product();
     let mut split = |len: usize| Split {
-        images: (0..len * 784).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+        images: (0..len * n).map(|_| rng.gen_range(-1.0..1.0)).collect(),
         labels: (0..len).map(|i| (i % 10) as u8).collect(),
         len,
     };
     let (train, test) = (split(train), split(BATCH));
-    DataSet {
-        name: "random".into(),
-        shape: [1, 28, 28],
-        classes: 10,
-        train,
-        val: None,
-        test,
-        files: vec![],
-        note: None,
-    }
+    DataSet { name: "random".into(), shape, classes: 10, train, val: None, test, files: vec![], note: None }
 }
 
-/// Milliseconds per training step.
-fn step_ms(plan: &Plan, data: &DataSet, threads: usize) -> f64 {
-    let dir = std::env::temp_dir().join("sprsc-bench");
-    let time = |steps| {
-        let opts = RunOptions {
-            out_dir: Some(dir.clone()),
-            threads: Some(threads),
-            quiet: true,
-            max_steps: Some(steps),
-            max_eval: None,
-            kernels: Default::default(),
-        };
-        run(plan, data, &opts).expect("bench run").seconds
+/// The bench's recipe: `model` at `sparsity` (uniform over the masked layers).
+fn plan(model: &str, data: &str, sparsity: f64, epochs: u64) -> Plan {
+    let sparsity = if sparsity == 0.0 {
+        String::new()
+    } else {
+        format!(
+            "  sparsity {{\n    target {}%\n    distribution uniform\n    mask magnitude\n    update hard\n  }}\n",
+            sparsity * 100.0
+        )
     };
-    (time(60) - time(10)) / 50.0 * 1e3
+    let text = format!(
+        "recipe bench {{\n  data {data}\n  model {model}\n{sparsity}  train {{\n    epochs {epochs}\n    batch {BATCH}\n    \
+         optimizer sgd(lr: 0.01, momentum: 0.9, weight_decay: 1e-4)\n  }}\n}}\n"
+    );
+    let comp = sprsc::compile_source(Path::new("bench.sprs"), text, &[]);
+    assert!(!comp.has_errors(), "bench recipe: {:?}", comp.diagnostics.first());
+    comp.checked.plans.into_iter().next().expect("one recipe")
 }
 
 fn main() {
-    let data = random_data(BATCH * 60);
-    println!("{:<14} {:>7} {:>12} {:>12} {:>8}", "model", "threads", "dense ms", "98% ms", "ratio");
-    for model in [lenet300(), lenet5_caffe()] {
-        for threads in [1, 2] {
-            let dense = step_ms(&plan(model.clone(), 0.0, BATCH), &data, threads);
-            let sparse = step_ms(&plan(model.clone(), 0.98, BATCH), &data, threads);
-            println!("{:<14} {:>7} {:>12.2} {:>12.2} {:>8.2}", model.name, threads, dense, sparse, sparse / dense);
+    let kernels = match std::env::var("BENCH_KERNELS").as_deref() {
+        Ok("dense") => LayerKernels::Dense,
+        Ok("sparse") => LayerKernels::Sparse,
+        _ => LayerKernels::Auto,
+    };
+    let chosen: Vec<String> = std::env::args().skip(1).collect();
+    let models: [(&str, &str, [usize; 3], &[f64], u64); 3] = [
+        ("lenet300_100", "mnist", [1, 28, 28], &[0.0, 0.9, 0.98, 0.99, 0.999], 60),
+        ("lenet5_caffe", "mnist", [1, 28, 28], &[0.0, 0.9, 0.98, 0.99, 0.999], 25),
+        ("resnet20", "cifar10", [3, 32, 32], &[0.0, 0.9, 0.99], 8),
+    ];
+    let dir = std::env::temp_dir().join(format!("sprsc-bench-step-{}", std::process::id()));
+    for (model, data, shape, sparsities, steps) in models {
+        if !chosen.is_empty() && !chosen.iter().any(|c| c == model) {
+            continue;
+        }
+        let steps = std::env::var("BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(steps);
+        // A few distinct batches, cycled through as many epochs as the steps need.
+        let batches = 16;
+        let set = random_data(shape, BATCH * batches);
+        let epochs = steps.div_ceil(batches as u64);
+        let only: Option<f64> = std::env::var("BENCH_SPARSITY").ok().and_then(|s| s.parse().ok());
+        for &s in sparsities.iter().filter(|s| only.is_none_or(|o| o == **s)) {
+            let p = plan(model, data, s, epochs);
+            for threads in [1, 2] {
+                let opts = RunOptions {
+                    out_dir: Some(dir.clone()),
+                    threads: Some(threads),
+                    quiet: true,
+                    max_steps: Some(steps),
+                    max_eval: Some(BATCH),
+                    kernels,
+                };
+                let summary = run(&p, &set, &opts).expect("bench run");
+                println!("step model={model} sparsity={s} threads={threads} ms={:.3}", summary.step_ms);
+                let sparse: Vec<&str> =
+                    summary.layers.iter().filter(|l| l.sparse_steps > 0).map(|l| l.name.as_str()).collect();
+                println!("# sparse kernels: {}", if sparse.is_empty() { "none".into() } else { sparse.join(" ") });
+            }
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }

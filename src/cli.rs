@@ -135,6 +135,29 @@ pub struct TrainingArgs {
     /// `--set train.epochs=2`. Repeatable.
     #[arg(long = "set", value_name = "FIELD=VALUE")]
     pub sets: Vec<String>,
+    /// Products of masked dense layers and convolutions: `sparse` kernels touch only the kept
+    /// weights; `auto` picks them per layer where its density is at or below the measured
+    /// crossover (30%); `dense` multiplies the masked weights as zeros.
+    #[arg(long, value_enum, default_value_t = Kernels::Auto)]
+    pub kernels: Kernels,
+}
+
+/// `--kernels`: see [`crate::exec::LayerKernels`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Kernels {
+    Auto,
+    Dense,
+    Sparse,
+}
+
+impl From<Kernels> for crate::exec::LayerKernels {
+    fn from(k: Kernels) -> Self {
+        match k {
+            Kernels::Auto => crate::exec::LayerKernels::Auto,
+            Kernels::Dense => crate::exec::LayerKernels::Dense,
+            Kernels::Sparse => crate::exec::LayerKernels::Sparse,
+        }
+    }
 }
 
 /// What `sprsc sweep --slurm` asks Slurm for, and what it does with the script.
@@ -192,18 +215,18 @@ pub enum Emit {
 pub fn main_with(cli: Cli) -> i32 {
     match cli.command {
         Command::Check { file, format, emit, sets } => check(&file, format, emit, &sets),
-        Command::Run { file, recipe, out, training: TrainingArgs { threads, sets }, format } => {
+        Command::Run { file, recipe, out, training: TrainingArgs { threads, sets, kernels }, format } => {
             let Some(comp) = compile_reporting(&file, &sets, format) else { return 2 };
             if comp.has_errors() {
                 return 1;
             }
-            run(&comp, recipe.as_deref(), out, threads, format)
+            run(&comp, recipe.as_deref(), out, threads, kernels.into(), format)
         }
         Command::Sweep {
             file,
             name,
             out,
-            training: TrainingArgs { threads, sets },
+            training: TrainingArgs { threads, sets, kernels },
             list,
             index,
             plan_hash,
@@ -218,7 +241,7 @@ pub fn main_with(cli: Cli) -> i32 {
                 (.., true) => SweepMode::Collect,
                 _ => SweepMode::Run,
             };
-            sweep::sweep(&file, name.as_deref(), out, threads, &sets, mode)
+            sweep::sweep(&file, name.as_deref(), out, threads, kernels.into(), &sets, mode)
         }
         Command::Explain { code, list } => explain(code.as_deref(), list),
         Command::Fmt { files, check } => fmt(&files, check),
@@ -302,7 +325,14 @@ fn indent(text: &str) -> String {
     text.lines().map(|l| format!("  {l}\n")).collect()
 }
 
-fn run(comp: &Compilation, recipe: Option<&str>, out: Option<PathBuf>, threads: Option<usize>, format: Format) -> i32 {
+fn run(
+    comp: &Compilation,
+    recipe: Option<&str>,
+    out: Option<PathBuf>,
+    threads: Option<usize>,
+    kernels: crate::exec::LayerKernels,
+    format: Format,
+) -> i32 {
     let plans = &comp.checked.plans;
     let plan = match (recipe, plans.as_slice()) {
         (Some(name), _) => match plans.iter().find(|p| p.recipe == name) {
@@ -325,14 +355,7 @@ fn run(comp: &Compilation, recipe: Option<&str>, out: Option<PathBuf>, threads: 
         }
     };
     let quiet = format == Format::Json;
-    let opts = crate::exec::RunOptions {
-        out_dir: out,
-        threads,
-        quiet,
-        max_steps: None,
-        max_eval: None,
-        kernels: Default::default(),
-    };
+    let opts = crate::exec::RunOptions { out_dir: out, threads, quiet, max_steps: None, max_eval: None, kernels };
     match crate::driver::run_plan(comp, plan, &opts) {
         Ok(summary) => {
             report(&summary.warnings, comp, format);

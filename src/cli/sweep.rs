@@ -15,6 +15,7 @@ pub fn sweep(
     name: Option<&str>,
     out: Option<PathBuf>,
     threads: Option<usize>,
+    kernels: crate::exec::LayerKernels,
     sets: &[String],
     mode: SweepMode,
 ) -> i32 {
@@ -26,14 +27,7 @@ pub fn sweep(
     let text =
         comp.sources.files.iter().find(|f| f.name != "<prelude>").map(|f| f.text.to_string()).unwrap_or_default();
     let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&sweep.name));
-    let opts = RunOptions {
-        out_dir: None,
-        threads,
-        quiet: true,
-        max_steps: None,
-        max_eval: None,
-        kernels: Default::default(),
-    };
+    let opts = RunOptions { out_dir: None, threads, quiet: true, max_steps: None, max_eval: None, kernels };
     let cells = || cells::cells(file, &text, sweep, sets, &out);
     match mode {
         SweepMode::Run => {

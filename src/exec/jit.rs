@@ -63,6 +63,43 @@ impl StepKernels {
         }
     }
 
+    /// The `hard` update of `p` at its `kept` positions only (ascending indices where the mask
+    /// is 1): pruned weights and their optimizer state are zero and a `hard` step keeps them
+    /// zero, so this is the whole update at O(kept) instead of O(size). `scratch` holds the
+    /// gathered arrays between calls.
+    pub fn update_kept(
+        &self,
+        p: &mut ParamBuf,
+        kept: &[u32],
+        scalars: &[f32],
+        scratch: &mut [Vec<f32>; 5],
+    ) -> Result<(), KernelError> {
+        let gather = |src: &[f32], dst: &mut Vec<f32>| {
+            dst.clear();
+            dst.extend(kept.iter().map(|&i| src[i as usize]));
+        };
+        let [raw, grad, m1, m2, mask] = scratch;
+        gather(&p.raw, raw);
+        gather(&p.grad, grad);
+        gather(&p.m1, m1);
+        gather(&p.mask, mask);
+        let adam = !p.m2.is_empty();
+        let mut arrays: Vec<&mut [f32]> = vec![raw, grad, m1];
+        if adam {
+            gather(&p.m2, m2);
+            arrays.push(m2);
+        }
+        arrays.push(mask);
+        self.hard.run(&mut arrays, scalars)?;
+        let scatter = |src: &[f32], dst: &mut [f32]| kept.iter().zip(src).for_each(|(&i, v)| dst[i as usize] = *v);
+        scatter(&scratch[0], &mut p.raw);
+        scatter(&scratch[2], &mut p.m1);
+        if adam {
+            scatter(&scratch[3], &mut p.m2);
+        }
+        Ok(())
+    }
+
     /// Multiplies weights and optimizer state by the mask.
     pub fn remask(&self, p: &mut ParamBuf) -> Result<(), KernelError> {
         let ParamBuf { raw, m1, m2, mask, .. } = p;

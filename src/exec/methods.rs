@@ -216,7 +216,7 @@ fn snip_keeps_the_largest_weight_times_gradient() {
     for (images, labels) in first_batches(&data, 2) {
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let mut mode = Mode { train: true, dropout: true, rng: &mut rng, step: 0 };
-        let add = |i: usize, gr: &[f32]| g[i].iter_mut().zip(gr).for_each(|(a, b)| *a += b);
+        let add = |i: usize, gr: super::graph::ParamGrad| gr.add_into(&mut g[i]);
         net.loss_and_grads(Batch { images, labels }, Objective::PLAIN, &mut mode, Span::default(), add).unwrap();
     }
     let (mut kept_min, mut cut_max) = (f32::INFINITY, 0.0f32);

@@ -20,12 +20,16 @@ pub fn clip_gradients(params: &mut [ParamBuf], max: Option<f64>) {
 }
 
 /// One kernel call per parameter at learning rate `lr`; weight decay applies to weights only.
+/// A param with `kept[i]` (a `hard`-masked weight on the sparse kernels) is updated at those
+/// positions only ([`StepKernels::update_kept`]).
 pub fn update(
     params: &mut [ParamBuf],
+    kept: &[Option<&[u32]>],
     optimizer: &Optimizer,
     lr: f64,
     step: u64,
     kernels: &StepKernels,
+    scratch: &mut [Vec<f32>; 5],
 ) -> Result<(), KernelError> {
     let lr = lr as f32;
     let weight_decay = match *optimizer {
@@ -33,9 +37,12 @@ pub fn update(
     };
     let weights = optimizer_scalars(optimizer, lr, step, weight_decay);
     let others = optimizer_scalars(optimizer, lr, step, 0.0);
-    for p in params {
+    for (i, p) in params.iter_mut().enumerate() {
         let scalars = if p.spec.kind == ParamKind::Weight { &weights } else { &others };
-        kernels.update(p, scalars)?;
+        match kept.get(i).copied().flatten() {
+            Some(kept) if !p.mask.is_empty() && p.eff.is_empty() => kernels.update_kept(p, kept, scalars, scratch)?,
+            _ => kernels.update(p, scalars)?,
+        }
     }
     Ok(())
 }

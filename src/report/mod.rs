@@ -21,6 +21,8 @@ pub struct LayerSparsity {
     pub target: f64,
     pub realised: f64,
     pub numel: usize,
+    /// Training steps this tensor's products ran on the sparse kernels.
+    pub sparse_steps: u64,
 }
 
 /// One line of `metrics.jsonl`, written at each evaluation.
@@ -65,6 +67,8 @@ pub struct RunSummary {
     pub threads: usize,
     pub seconds: f64,
     pub seconds_per_epoch: f64,
+    /// Median wall-clock milliseconds of one training step (forward, backward, update).
+    pub step_ms: f64,
     pub final_train_loss: f64,
     /// Peak memory the plan was estimated to need (`ir::memory`), in bytes.
     pub memory_estimate: u64,
@@ -91,11 +95,16 @@ pub fn text_report(s: &RunSummary) -> String {
     }
     let _ = writeln!(out, "sparsity {:.2}% over masked weights", s.sparsity * 100.0);
     if !s.layers.is_empty() {
-        let _ = writeln!(out, "  {:<28} {:>10} {:>9} {:>9}", "tensor", "size", "target", "realised");
+        let _ = writeln!(out, "  {:<28} {:>10} {:>9} {:>9}  kernels", "tensor", "size", "target", "realised");
         for l in &s.layers {
+            let kernels = match l.sparse_steps {
+                0 => "dense".to_string(),
+                n if n >= s.steps => "sparse".to_string(),
+                n => format!("sparse {:.0}% of steps", 100.0 * n as f64 / s.steps.max(1) as f64),
+            };
             let _ = writeln!(
                 out,
-                "  {:<28} {:>10} {:>8.2}% {:>8.2}%",
+                "  {:<28} {:>10} {:>8.2}% {:>8.2}%  {kernels}",
                 l.name,
                 l.numel,
                 l.target * 100.0,
@@ -123,8 +132,8 @@ pub fn text_report(s: &RunSummary) -> String {
     let _ = writeln!(out, "memory peak {} estimated{measured}", human(s.memory_estimate));
     let _ = writeln!(
         out,
-        "{} epochs, {} steps on {} threads in {:.1}s ({:.2}s per epoch)",
-        s.epochs, s.steps, s.threads, s.seconds, s.seconds_per_epoch
+        "{} epochs, {} steps on {} threads in {:.1}s ({:.2}s per epoch, {:.2} ms per step)",
+        s.epochs, s.steps, s.threads, s.seconds, s.seconds_per_epoch, s.step_ms
     );
     out
 }

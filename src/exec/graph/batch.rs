@@ -44,6 +44,49 @@ pub enum Objective {
     SumOfOutputs,
 }
 
+/// A parameter's gradient from [`Graph::loss_and_grads`]: dense, or only at the kept positions
+/// of a weight that ran on the sparse kernels (zero elsewhere).
+pub enum ParamGrad<'a> {
+    Dense(&'a [f32]),
+    Kept { len: usize, index: &'a [u32], values: &'a [f32] },
+}
+
+impl ParamGrad<'_> {
+    /// Writes the whole gradient into `dst`.
+    pub fn write_into(&self, dst: &mut [f32]) {
+        match self {
+            ParamGrad::Dense(g) => dst.copy_from_slice(g),
+            ParamGrad::Kept { index, values, .. } => {
+                dst.fill(0.0);
+                for (&i, &v) in index.iter().zip(values.iter()) {
+                    dst[i as usize] = v;
+                }
+            }
+        }
+    }
+
+    /// Adds the gradient into `dst`.
+    pub fn add_into(&self, dst: &mut [f32]) {
+        match self {
+            ParamGrad::Dense(g) => dst.iter_mut().zip(g.iter()).for_each(|(a, b)| *a += b),
+            ParamGrad::Kept { index, values, .. } => {
+                index.iter().zip(values.iter()).for_each(|(&i, v)| dst[i as usize] += v)
+            }
+        }
+    }
+
+    /// The whole gradient as a new vector.
+    pub fn to_vec(&self) -> Vec<f32> {
+        let len = match self {
+            ParamGrad::Dense(g) => g.len(),
+            ParamGrad::Kept { len, .. } => *len,
+        };
+        let mut v = vec![0.0; len];
+        self.write_into(&mut v);
+        v
+    }
+}
+
 impl Objective {
     pub const PLAIN: Objective = Objective::CrossEntropy { smoothing: None, temperature: 1.0 };
 }
@@ -60,7 +103,7 @@ impl Graph {
         objective: Objective,
         mode: &mut Mode,
         span: Span,
-        mut grad: impl FnMut(usize, &[f32]),
+        mut grad: impl FnMut(usize, ParamGrad),
     ) -> Result<(f32, usize), RunError> {
         let x = input(&self.dev, batch.images, batch.labels.len());
         let out = run(&self.nodes, &self.params, &self.sparse, &mut self.bn, x, mode);
@@ -74,8 +117,15 @@ impl Graph {
         let v = value(&loss);
         let mut grads = backward(loss);
         for (i, t) in self.params.iter().enumerate() {
+            if let Some(sw) = &self.sparse[i].active {
+                if let Some((index, values)) = sw.kept_grad() {
+                    let len = sw.geom.out * sw.geom.fan_in();
+                    grad(i, ParamGrad::Kept { len, index, values: &values });
+                    continue;
+                }
+            }
             let g = t.grad(&mut grads).map_err(|e| RunError::Plan { msg: format!("gradient: {e:?}"), span })?;
-            grad(i, g);
+            grad(i, ParamGrad::Dense(g));
         }
         Ok((v, correct))
     }

@@ -8,7 +8,7 @@ mod batch;
 mod sparse;
 mod walk;
 
-pub use batch::{Batch, Objective};
+pub use batch::{Batch, Objective, ParamGrad};
 pub use sparse::SparseSlot;
 
 use rand_chacha::ChaCha8Rng;

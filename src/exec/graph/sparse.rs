@@ -46,27 +46,35 @@ impl SparseSlot {
     }
 }
 
-/// A slot per param of `model`; weights of dense layers and of convolutions (not depthwise,
-/// not shared) carry their geometry.
+/// A slot per param of `model`; weights of dense layers and of convolutions (not depthwise)
+/// that no other layer uses (weight sharing) carry their geometry.
 pub(super) fn slots(nodes: &[Node], model: &Model) -> Vec<SparseSlot> {
-    fn walk(nodes: &[Node], model: &Model, slots: &mut [SparseSlot]) {
+    fn walk(nodes: &[Node], model: &Model, found: &mut Vec<(usize, Option<ConvGeom>)>) {
         for n in nodes {
             match n {
                 Node::Dense { w, .. } => {
                     let shape = &model.params[*w].shape;
-                    slots[*w].geom = Some(linear_geom(shape[1..].iter().product(), shape[0]));
+                    found.push((*w, Some(linear_geom(shape[1..].iter().product(), shape[0]))));
                 }
-                Node::Conv { w, geom, scale: None, .. } if !geom.depthwise() => slots[*w].geom = Some(*geom),
+                Node::Conv { w, geom, scale, .. } => {
+                    found.push((*w, (scale.is_none() && !geom.depthwise()).then_some(*geom)))
+                }
                 Node::Residual { body, shortcut, .. } => {
-                    walk(body, model, slots);
-                    walk(shortcut, model, slots);
+                    walk(body, model, found);
+                    walk(shortcut, model, found);
                 }
                 _ => {}
             }
         }
     }
+    let mut found = Vec::new();
+    walk(nodes, model, &mut found);
     let mut slots = vec![SparseSlot::default(); model.params.len()];
-    walk(nodes, model, &mut slots);
+    for &(w, geom) in &found {
+        if found.iter().filter(|(v, _)| *v == w).count() == 1 {
+            slots[w].geom = geom;
+        }
+    }
     slots
 }
 

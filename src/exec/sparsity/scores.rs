@@ -18,7 +18,7 @@
 
 use crate::data::{epoch_order, DataSet};
 use crate::diagnostics::Span;
-use crate::exec::graph::{Batch, Graph, Mode, Objective};
+use crate::exec::graph::{Batch, Graph, Mode, Objective, ParamGrad};
 use crate::exec::params::ParamBuf;
 use crate::exec::Stream;
 use crate::sparsity::mask::{magnitude_masks, score_masks};
@@ -59,7 +59,7 @@ impl Probe<'_> {
         for batch in batches {
             let mut rng = Stream::Scoring.rng(self.seed);
             let mut mode = Mode { train: true, dropout: true, rng: &mut rng, step: 0 };
-            let add = |i: usize, g: &[f32]| total[i].iter_mut().zip(g).for_each(|(a, g)| *a += g);
+            let add = |i: usize, g: ParamGrad| g.add_into(&mut total[i]);
             // A gradient that cannot be read scores nothing rather than stopping the run.
             let _ = self.graph.loss_and_grads(batch.clone(), objective, &mut mode, Span::default(), add);
         }
@@ -154,7 +154,7 @@ fn synflow_scores(probe: &mut Probe, params: &[ParamBuf], masks: &[Vec<f32>]) ->
     let mut g: Vec<Vec<f32>> = abs.iter().map(|w| vec![0.0; w.len()]).collect();
     let r = probe
         .graph
-        .loss_and_grads(ones, Objective::SumOfOutputs, &mut mode, Span::default(), |i, v| g[i].copy_from_slice(v));
+        .loss_and_grads(ones, Objective::SumOfOutputs, &mut mode, Span::default(), |i, v| v.write_into(&mut g[i]));
     let finite = r.is_ok_and(|(r, _)| r.is_finite());
     probe.graph.bn = saved;
     params

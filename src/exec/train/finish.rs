@@ -52,6 +52,7 @@ impl Trainer<'_> {
                     target,
                     realised: z as f64 / p.raw.len().max(1) as f64,
                     numel: p.raw.len(),
+                    sparse_steps: self.graph.sparse[i].sparse_steps,
                 }
             })
             .collect();
@@ -98,6 +99,7 @@ impl Trainer<'_> {
             threads: self.threads,
             seconds: train_seconds,
             seconds_per_epoch: if epochs > 0.0 { train_seconds / epochs } else { 0.0 },
+            step_ms: median(&mut self.step_ms),
             final_train_loss: self.losses.last().copied().unwrap_or(f32::NAN) as f64,
             memory_estimate: crate::exec::memory::for_data(self.plan, self.data).peak(),
             memory_peak: crate::exec::memory::peak_resident(),
@@ -143,5 +145,19 @@ impl Trainer<'_> {
         let masks: Vec<Named> = masks.iter().map(|(n, s, m)| (n.clone(), s.clone(), &m[..])).collect();
         dir.write_tensors("masks.safetensors", &masks).map_err(err("masks.safetensors"))?;
         dir.write_summary(summary).map_err(err("summary.json"))
+    }
+}
+
+/// The median of `v` (0 when empty).
+fn median(v: &mut [f32]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f32::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2] as f64
+    } else {
+        (v[n / 2 - 1] as f64 + v[n / 2] as f64) / 2.0
     }
 }

@@ -65,6 +65,10 @@ pub struct Trainer<'a> {
     /// learning rate: what the plots draw.
     pub(crate) evaluations: Vec<Evaluation>,
     pub(crate) trace: Trace,
+    /// Wall-clock milliseconds of each training step.
+    step_ms: Vec<f32>,
+    /// Gathered arrays of the sparse layers' optimizer update, reused across steps.
+    update_scratch: [Vec<f32>; 5],
 }
 
 /// Rejects what does not fit the data.
@@ -130,6 +134,8 @@ impl<'a> Trainer<'a> {
             started: Instant::now(),
             evaluations: Vec::new(),
             trace: Trace::default(),
+            step_ms: Vec::new(),
+            update_scratch: Default::default(),
         })
     }
 
@@ -178,7 +184,9 @@ impl<'a> Trainer<'a> {
                 if self.step >= self.step_limit() {
                     break;
                 }
+                let t0 = Instant::now();
                 let (loss, ok) = self.train_step(idx)?;
+                self.step_ms.push(t0.elapsed().as_secs_f32() * 1e3);
                 loss_sum += loss as f64;
                 correct += ok;
                 seen += idx.len();
@@ -311,18 +319,22 @@ impl<'a> Trainer<'a> {
         let params = &mut self.params;
         let (value, correct) = self
             .graph
-            .loss_and_grads(batch, objective, &mut mode, self.plan.span, |i, g| params[i].grad.copy_from_slice(g))?;
+            .loss_and_grads(batch, objective, &mut mode, self.plan.span, |i, g| g.write_into(&mut params[i].grad))?;
         if !value.is_finite() {
             let epoch = self.step / self.clock.steps_per_epoch;
             return Err(RunError::NonFiniteLoss { value, step: self.step, epoch, span: self.techniques.blame_span });
         }
         optimizer::clip_gradients(&mut self.params, self.plan.train.clip_grad_norm);
+        let kept: Vec<Option<&[u32]>> =
+            self.graph.sparse.iter().map(|s| s.active.as_ref().map(|sw| sw.kept())).collect();
         optimizer::update(
             &mut self.params,
+            &kept,
             &self.plan.train.optimizer,
             self.lr.at(self.step),
             self.step,
             &self.kernels,
+            &mut self.update_scratch,
         )
         .map_err(super::jit::call_failed(self.plan.span))?;
         self.losses.push(value);

@@ -13,7 +13,7 @@
 pub mod kernels;
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -45,8 +45,11 @@ pub struct SparseWeight {
     t_vals: Vec<f32>,
     /// Input offset of each output position (`[0]` for a dense layer).
     offs: Vec<u32>,
-    /// Compute the whole weight gradient (dense) instead of the kept entries only.
+    /// Compute the whole weight gradient (dense, into the tensor's gradient) instead of the
+    /// kept entries only (into `kept_grad`).
     pub dense_weight_grad: bool,
+    /// The last backward pass's kept-weight gradients, in `vals` order.
+    kept_grad: Arc<Mutex<Vec<f32>>>,
     pub isa: Isa,
 }
 
@@ -135,6 +138,7 @@ impl SparseWeight {
             t_vals: vec![0.0; nnz],
             offs,
             dense_weight_grad: false,
+            kept_grad: Arc::new(Mutex::new(vec![0.0; nnz])),
             isa,
         }
     }
@@ -147,6 +151,20 @@ impl SparseWeight {
         for (v, &k) in self.t_vals.iter_mut().zip(&self.t_src) {
             *v = self.vals[k as usize];
         }
+    }
+
+    /// The kept weights' positions in the dense weight and their gradients from the last
+    /// backward pass (`None` when the gradient went to the dense tensor).
+    pub fn kept_grad(&self) -> Option<(&[u32], MutexGuard<'_, Vec<f32>>)> {
+        if self.dense_weight_grad {
+            return None;
+        }
+        Some((&self.dense, self.kept_grad.lock().unwrap_or_else(|e| e.into_inner())))
+    }
+
+    /// The kept weights' positions in the dense weight (row-major), ascending.
+    pub fn kept(&self) -> &[u32] {
+        &self.dense
     }
 
     pub fn nnz(&self) -> usize {
@@ -217,16 +235,57 @@ impl SparseWeight {
     }
 }
 
-/// `dst[(row0 + j) * bp + b] = src[b * stride + j]` for `j < n`, `b < batch`: a strip of the
-/// `(batch, features)` layout into the batch-contiguous one.
+/// `dst[j * bp + b] = src[b * stride + j]` for `j < n`, `b < batch` (and zero in the padding
+/// lanes `batch..bp`): a strip of the `(batch, features)` layout into the batch-contiguous one,
+/// in 8x8 tiles.
 fn to_batch_minor(src: &[f32], stride: usize, n: usize, batch: usize, dst: &mut [f32], bp: usize) {
     for b0 in (0..batch).step_by(LANES) {
         let bn = LANES.min(batch - b0);
-        for j in 0..n {
-            let d = &mut dst[j * bp + b0..j * bp + b0 + bn];
-            for (bb, v) in d.iter_mut().enumerate() {
-                *v = src[(b0 + bb) * stride + j];
+        let mut j0 = 0;
+        while j0 + LANES <= n {
+            let mut tile = [[0.0f32; LANES]; LANES];
+            for (bb, t) in tile.iter_mut().enumerate().take(bn) {
+                *t = src[(b0 + bb) * stride + j0..][..LANES].try_into().expect("a tile row");
             }
+            for jj in 0..LANES {
+                let d: &mut [f32; LANES] =
+                    (&mut dst[(j0 + jj) * bp + b0..][..LANES]).try_into().expect("a tile column");
+                for bb in 0..LANES {
+                    d[bb] = tile[bb][jj];
+                }
+            }
+            j0 += LANES;
+        }
+        for j in j0..n {
+            for bb in 0..bn {
+                dst[j * bp + b0 + bb] = src[(b0 + bb) * stride + j];
+            }
+        }
+    }
+}
+
+/// `rows[bb * stride + d0 + j] += src[(s0 + j) * bp + b0 + bb]` for `j < n`, `bb < bn`: adds a
+/// strip of the batch-contiguous layout into `bn` rows (from row `b0`) of `(batch, stride)`.
+#[allow(clippy::too_many_arguments)]
+fn add_strip(src: &[f32], s0: usize, n: usize, bp: usize, rows: &mut [f32], stride: usize, d0: usize, b0: usize) {
+    let bn = rows.len() / stride.max(1);
+    let mut j0 = 0;
+    while j0 + LANES <= n {
+        let mut tile = [[0.0f32; LANES]; LANES];
+        for (jj, t) in tile.iter_mut().enumerate() {
+            *t = src[(s0 + j0 + jj) * bp + b0..][..LANES].try_into().expect("a tile row");
+        }
+        for bb in 0..bn {
+            let d: &mut [f32; LANES] = (&mut rows[bb * stride + d0 + j0..][..LANES]).try_into().expect("a tile column");
+            for jj in 0..LANES {
+                d[jj] += tile[jj][bb];
+            }
+        }
+        j0 += LANES;
+    }
+    for j in j0..n {
+        for bb in 0..bn {
+            rows[bb * stride + d0 + j] += src[(s0 + j) * bp + b0 + bb];
         }
     }
 }
@@ -256,12 +315,7 @@ fn input_layout(g: &ConvGeom, xs: &[f32], batch: usize, bp: usize) -> Vec<f32> {
 /// Adds `[rows][bp]` into `dst` `(batch, rows)`.
 fn from_batch_minor(src: &[f32], rows: usize, bp: usize, dst: &mut [f32]) {
     dst.par_chunks_mut((LANES * rows).max(1)).enumerate().for_each(|(i, d)| {
-        let b0 = i * LANES;
-        for (bb, line) in d.chunks_mut(rows.max(1)).enumerate() {
-            for (r, v) in line.iter_mut().enumerate() {
-                *v += src[r * bp + b0 + bb];
-            }
-        }
+        add_strip(src, 0, rows, bp, d, rows, 0, i * LANES);
     });
 }
 
@@ -269,22 +323,23 @@ fn from_batch_minor(src: &[f32], rows: usize, bp: usize, dst: &mut [f32]) {
 fn add_input_grad(g: &ConvGeom, dxt: &[f32], bp: usize, dx: &mut [f32]) {
     let (hp, wp) = padded(g);
     let in_len = g.in_len();
-    dx.par_chunks_mut(in_len.max(1)).enumerate().for_each(|(b, d)| {
+    if g.h == 1 && g.w == 1 {
+        return from_batch_minor(dxt, in_len, bp, dx);
+    }
+    dx.par_chunks_mut((LANES * in_len).max(1)).enumerate().for_each(|(i, d)| {
         for c in 0..g.c {
             for y in 0..g.h {
-                let src = &dxt[((c * hp + y + g.pad) * wp + g.pad) * bp..];
-                let line = &mut d[(c * g.h + y) * g.w..(c * g.h + y + 1) * g.w];
-                for (x, v) in line.iter_mut().enumerate() {
-                    *v += src[x * bp + b];
-                }
+                let s0 = (c * hp + y + g.pad) * wp + g.pad;
+                add_strip(dxt, s0, g.w, bp, d, in_len, (c * g.h + y) * g.w, i * LANES);
             }
         }
     });
 }
 
 /// A masked dense layer or convolution through `sw`'s kept weights. `weight` is the layer's
-/// dense parameter tensor: gradients are accumulated into it (zeros at pruned positions, unless
-/// `sw.dense_weight_grad`). `input_grad: false` skips `dL/dx`.
+/// dense parameter tensor: with `sw.dense_weight_grad` its whole gradient is accumulated there,
+/// else the kept weights' gradients replace [`SparseWeight::kept_grad`] (the layer must be the
+/// weight's only use). `input_grad: false` skips `dL/dx`.
 pub fn sparse_layer<T: Tape<f32, Cpu>>(
     x: Tensor2<T>,
     weight: &Tensor2,
@@ -316,17 +371,13 @@ pub fn sparse_layer<T: Tape<f32, Cpu>>(
             to_batch_minor(&gy[i * 64..], rows, n, batch, d, bp);
         });
         let (dw_kept, db) = sw.weight_grad(&dyt, &xt, bp, xs.is_none());
-        let dw = grads.get_or_alloc_mut(&wg)?;
         match &xs {
             Some(xs) if g.h == 1 && g.w == 1 => {
+                let dw = grads.get_or_alloc_mut(&wg)?;
                 matmul(dw, Mat::new(gy, batch, g.out).t(), Mat::new(xs, batch, g.c), true)
             }
-            Some(xs) => add_into(dw, &conv::param_grads(&g, xs, gy, batch).0),
-            None => {
-                for (&i, v) in sw.dense.iter().zip(&dw_kept) {
-                    dw[i as usize] += v;
-                }
-            }
+            Some(xs) => add_into(grads.get_or_alloc_mut(&wg)?, &conv::param_grads(&g, xs, gy, batch).0),
+            None => *sw.kept_grad.lock().unwrap_or_else(|e| e.into_inner()) = dw_kept,
         }
         if let Some(bg) = bg {
             add_into(grads.get_or_alloc_mut(&bg)?, &db);

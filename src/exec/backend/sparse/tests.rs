@@ -52,8 +52,10 @@ fn run(
     let y = layer(xt.leaky_trace(), &wt, &bt);
     let yv = read(&y);
     let rt: Tensor2 = dev.tensor_from_vec(random(batch * out_len, 77), (batch, out_len));
-    let grads = (y * rt).sum::<(), _>().backward();
-    (yv, grads.get(&xt).as_vec(), grads.get(&wt).as_vec(), grads.get(&bt).as_vec())
+    let mut grads = (y * rt).sum::<(), _>().backward();
+    // A weight on the sparse kernels leaves its tensor's gradient unallocated (zeros).
+    let dw = grads.get_or_alloc_mut(&wt).unwrap().to_vec();
+    (yv, grads.get(&xt).as_vec(), dw, grads.get(&bt).as_vec())
 }
 
 fn close(what: &str, a: &[f32], b: &[f32]) {
@@ -87,8 +89,13 @@ fn check(g: ConvGeom, batch: usize, linear: bool) {
                 assert!(sw.matches(&mask));
                 let sw = Arc::new(sw);
                 let what = format!("{g:?} batch {batch} {name} {isa:?} dense grad {dense_grad}");
-                let (y, dx, dw, db) =
+                let (y, dx, mut dw, db) =
                     run(|x, w, b| sparse_layer(x, w, &sw, Some(b), true), &x, &wm, &b, batch, g.out_len());
+                if let Some((kept, grads)) = sw.kept_grad() {
+                    // The kept weights' gradients come beside the tensor's (which stays zero).
+                    assert!(dw.iter().all(|v| *v == 0.0), "{what}: the dense gradient is untouched");
+                    kept.iter().zip(grads.iter()).for_each(|(i, v)| dw[*i as usize] = *v);
+                }
                 close(&format!("{what}: y"), &y, &y0);
                 close(&format!("{what}: dx"), &dx, &dx0);
                 close(&format!("{what}: dw"), &dw, if dense_grad { &dw0 } else { &dw0_kept });
