@@ -23,7 +23,41 @@ use kernels::{Cols, Rows, LANES};
 
 use super::conv::{self, ConvGeom};
 use super::gemm::{matmul, Mat};
-use super::{add_into, read, with_backward, Tensor1, Tensor2};
+use super::{add_into, read, Tensor1, Tensor2};
+
+/// Activation-sized buffers for the layouts, reused across steps: allocating and zeroing them
+/// afresh every step cost more than the kernels at high sparsity (page faults and memsets).
+static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+
+/// A buffer of `n` floats from the pool: zeros when `zero`, else stale values the caller
+/// overwrites entirely.
+fn take(n: usize, zero: bool) -> Vec<f32> {
+    let mut v = {
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let fit = pool.iter().enumerate().filter(|(_, v)| v.capacity() >= n).min_by_key(|(_, v)| v.capacity());
+        match fit.map(|(i, _)| i) {
+            Some(i) => pool.swap_remove(i),
+            None => pool.pop().unwrap_or_default(),
+        }
+    };
+    if zero {
+        v.clear();
+    }
+    if v.len() >= n {
+        v.truncate(n);
+    } else {
+        v.resize(n, 0.0);
+    }
+    v
+}
+
+/// Returns a buffer to the pool (which keeps at most 32).
+fn give(v: Vec<f32>) {
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if pool.len() < 32 {
+        pool.push(v);
+    }
+}
 
 /// A layer's kept weights, with the layouts the three kernels read.
 #[derive(Debug, Clone)]
@@ -192,7 +226,8 @@ impl SparseWeight {
     /// `[out][positions][bp]`: the forward product on the batch-contiguous input `xt`.
     fn forward(&self, xt: &[f32], bias: Option<&[f32]>, bp: usize) -> Vec<f32> {
         let row_len = self.offs.len() * bp;
-        let mut yt = vec![0.0; self.geom.out * row_len];
+        // Every row and lane is written.
+        let mut yt = take(self.geom.out * row_len, false);
         let rows = self.rows();
         yt.par_chunks_mut(row_len.max(1)).enumerate().with_min_len(4).for_each(|(o, y)| {
             let b = bias.map_or(0.0, |b| b[o]);
@@ -205,7 +240,7 @@ impl SparseWeight {
     fn input_grad(&self, dyt: &[f32], bp: usize) -> Vec<f32> {
         let (hp, wp) = padded(&self.geom);
         let plane = hp * wp * bp;
-        let mut dxt = vec![0.0; self.geom.c * plane];
+        let mut dxt = take(self.geom.c * plane, true);
         let cols = self.cols();
         dxt.par_chunks_mut(plane.max(1)).enumerate().with_min_len(4).for_each(|(c, p)| {
             kernels::input_grad(self.isa, cols, self.chan(c), &self.offs, dyt, bp, p);
@@ -294,7 +329,8 @@ fn add_strip(src: &[f32], s0: usize, n: usize, bp: usize, rows: &mut [f32], stri
 fn input_layout(g: &ConvGeom, xs: &[f32], batch: usize, bp: usize) -> Vec<f32> {
     let (hp, wp) = padded(g);
     let in_len = g.in_len();
-    let mut xt = vec![0.0; g.c * hp * wp * bp];
+    // Without padding (and with whole lane groups) every element is written.
+    let mut xt = take(g.c * hp * wp * bp, g.pad > 0 || batch % LANES != 0);
     if g.h == 1 && g.w == 1 {
         // A dense layer: one strip per block of features.
         xt.par_chunks_mut(64 * bp).enumerate().for_each(|(i, d)| {
@@ -347,37 +383,52 @@ pub fn sparse_layer<T: Tape<f32, Cpu>>(
     bias: Option<&Tensor1>,
     input_grad: bool,
 ) -> Tensor2<T> {
-    let (x, tape) = x.split_tape();
+    let (x, mut tape) = x.split_tape();
     let batch = x.shape().0;
     let g = sw.geom;
     assert_eq!(x.shape().1, g.in_len(), "sparse layer input size");
     let bp = batch.div_ceil(LANES) * LANES;
-    let xs = read(&x);
+    let mut xs = take(batch * g.in_len(), false);
+    x.copy_into(&mut xs);
     let xt = input_layout(&g, &xs, batch, bp);
     let bs = bias.map(read);
     let yt = sw.forward(&xt, bs.as_deref(), bp);
     let rows = g.out_len();
     let mut y = vec![0.0; batch * rows];
     from_batch_minor(&yt, rows, bp, &mut y);
-    drop(yt);
+    give(yt);
     let out = x.device().tensor_from_vec(y, (batch, rows));
-    let (xg, wg, bg) = (x.ghost(), weight.ghost(), bias.map(|b| b.ghost()));
+    if !T::OWNS_TAPE {
+        give(xt);
+        give(xs);
+        return out.put_tape(tape);
+    }
+    let (xg, wg, bg, yg) = (x.ghost(), weight.ghost(), bias.map(|b| b.ghost()), out.ghost());
     let sw = Arc::clone(sw);
-    let xs = sw.dense_weight_grad.then_some(xs);
-    with_backward(out, tape, move |gy, grads| {
-        let mut dyt = vec![0.0; rows * bp];
+    let xs = if sw.dense_weight_grad {
+        Some(xs)
+    } else {
+        give(xs);
+        None
+    };
+    tape.add_backward_op(move |grads| {
+        // The output gradient goes straight into the batch-contiguous layout (no copy of it
+        // unless the dense weight gradient needs one).
+        let gy = grads.get_or_alloc_mut(&yg)?;
+        let mut dyt = take(rows * bp, batch % LANES != 0);
         dyt.par_chunks_mut(64 * bp).enumerate().for_each(|(i, d)| {
             let n = d.len() / bp;
             to_batch_minor(&gy[i * 64..], rows, n, batch, d, bp);
         });
+        let gy = xs.as_ref().map(|_| gy.to_vec());
         let (dw_kept, db) = sw.weight_grad(&dyt, &xt, bp, xs.is_none());
-        match &xs {
-            Some(xs) if g.h == 1 && g.w == 1 => {
+        match (&xs, &gy) {
+            (Some(xs), Some(gy)) if g.h == 1 && g.w == 1 => {
                 let dw = grads.get_or_alloc_mut(&wg)?;
                 matmul(dw, Mat::new(gy, batch, g.out).t(), Mat::new(xs, batch, g.c), true)
             }
-            Some(xs) => add_into(grads.get_or_alloc_mut(&wg)?, &conv::param_grads(&g, xs, gy, batch).0),
-            None => *sw.kept_grad.lock().unwrap_or_else(|e| e.into_inner()) = dw_kept,
+            (Some(xs), Some(gy)) => add_into(grads.get_or_alloc_mut(&wg)?, &conv::param_grads(&g, xs, gy, batch).0),
+            _ => *sw.kept_grad.lock().unwrap_or_else(|e| e.into_inner()) = dw_kept,
         }
         if let Some(bg) = bg {
             add_into(grads.get_or_alloc_mut(&bg)?, &db);
@@ -385,9 +436,13 @@ pub fn sparse_layer<T: Tape<f32, Cpu>>(
         if input_grad {
             let dxt = sw.input_grad(&dyt, bp);
             add_input_grad(&g, &dxt, bp, grads.get_or_alloc_mut(&xg)?);
+            give(dxt);
         }
+        give(dyt);
+        give(xt);
         Ok(())
-    })
+    });
+    out.put_tape(tape)
 }
 
 #[cfg(test)]
