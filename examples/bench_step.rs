@@ -5,7 +5,7 @@
 //! Run: `cargo run --release --example bench_step [-- MODEL...]` (models: lenet300_100,
 //! lenet5_caffe, resnet20; default all). `BENCH_KERNELS=auto|dense|sparse` forces the
 //! products (default auto, what `sprsc run` does); `BENCH_STEPS` sets the steps per cell and
-//! `BENCH_SPARSITY` runs one sparsity only.
+//! `BENCH_SPARSITY=0.5,0.7` runs those sparsities instead.
 //! Prints one line per cell:
 //! `step model=<name> sparsity=<s> threads=<t> ms=<median ms per step>`
 //! and, after `#`, which layers ran sparse. `bench/step.sh` runs this beside PyTorch.
@@ -77,8 +77,9 @@ fn main() {
         let batches = 16;
         let set = random_data(shape, BATCH * batches);
         let epochs = steps.div_ceil(batches as u64);
-        let only: Option<f64> = std::env::var("BENCH_SPARSITY").ok().and_then(|s| s.parse().ok());
-        for &s in sparsities.iter().filter(|s| only.is_none_or(|o| o == **s)) {
+        let listed: Option<Vec<f64>> =
+            std::env::var("BENCH_SPARSITY").ok().map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect());
+        for &s in listed.as_deref().unwrap_or(sparsities) {
             let p = plan(model, data, s, epochs);
             for threads in [1, 2] {
                 let opts = RunOptions {

@@ -291,3 +291,64 @@ fn hsum(acc: &[f32; 4 * LANES]) -> f32 {
     }
     ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]))
 }
+
+/// `dst[j * ds + i] (+)= src[i * ss + j]` for `i, j < 8`: one 8x8 tile transposed, assigned or
+/// added. The layout changes in and out of the batch-contiguous form are made of these.
+pub fn transpose8(isa: Isa, src: &[f32], ss: usize, dst: &mut [f32], ds: usize, add: bool) {
+    assert!(src.len() > 7 * ss + 7 && dst.len() > 7 * ds + 7, "an 8x8 tile inside both buffers");
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa == Isa::Avx2 {
+            // SAFETY: AVX2 is present (`Isa::Avx2`), and the eight 8-float rows read from `src`
+            // and written to `dst` lie inside the slices (asserted above).
+            return unsafe { transpose8_avx2(src, ss, dst, ds, add) };
+        }
+    }
+    for i in 0..LANES {
+        for j in 0..LANES {
+            let v = src[i * ss + j];
+            let d = &mut dst[j * ds + i];
+            *d = if add { *d + v } else { v };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn transpose8_avx2(src: &[f32], ss: usize, dst: &mut [f32], ds: usize, add: bool) {
+    use std::arch::x86_64::*;
+    let s = src.as_ptr();
+    let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(s.add(i * ss)));
+    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+    let out = [
+        _mm256_permute2f128_ps::<0x20>(u0, u4),
+        _mm256_permute2f128_ps::<0x20>(u1, u5),
+        _mm256_permute2f128_ps::<0x20>(u2, u6),
+        _mm256_permute2f128_ps::<0x20>(u3, u7),
+        _mm256_permute2f128_ps::<0x31>(u0, u4),
+        _mm256_permute2f128_ps::<0x31>(u1, u5),
+        _mm256_permute2f128_ps::<0x31>(u2, u6),
+        _mm256_permute2f128_ps::<0x31>(u3, u7),
+    ];
+    let d = dst.as_mut_ptr();
+    for (j, v) in out.into_iter().enumerate() {
+        let p = d.add(j * ds);
+        let v = if add { _mm256_add_ps(_mm256_loadu_ps(p), v) } else { v };
+        _mm256_storeu_ps(p, v);
+    }
+}

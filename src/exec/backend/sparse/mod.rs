@@ -274,19 +274,24 @@ impl SparseWeight {
 /// lanes `batch..bp`): a strip of the `(batch, features)` layout into the batch-contiguous one,
 /// in 8x8 tiles.
 fn to_batch_minor(src: &[f32], stride: usize, n: usize, batch: usize, dst: &mut [f32], bp: usize) {
+    let isa = Isa::detect();
     for b0 in (0..batch).step_by(LANES) {
         let bn = LANES.min(batch - b0);
         let mut j0 = 0;
         while j0 + LANES <= n {
-            let mut tile = [[0.0f32; LANES]; LANES];
-            for (bb, t) in tile.iter_mut().enumerate().take(bn) {
-                *t = src[(b0 + bb) * stride + j0..][..LANES].try_into().expect("a tile row");
-            }
-            for jj in 0..LANES {
-                let d: &mut [f32; LANES] =
-                    (&mut dst[(j0 + jj) * bp + b0..][..LANES]).try_into().expect("a tile column");
-                for bb in 0..LANES {
-                    d[bb] = tile[bb][jj];
+            if bn == LANES {
+                kernels::transpose8(isa, &src[b0 * stride + j0..], stride, &mut dst[j0 * bp + b0..], bp, false);
+            } else {
+                let mut tile = [[0.0f32; LANES]; LANES];
+                for (bb, t) in tile.iter_mut().enumerate().take(bn) {
+                    *t = src[(b0 + bb) * stride + j0..][..LANES].try_into().expect("a tile row");
+                }
+                for jj in 0..LANES {
+                    let d: &mut [f32; LANES] =
+                        (&mut dst[(j0 + jj) * bp + b0..][..LANES]).try_into().expect("a tile column");
+                    for bb in 0..LANES {
+                        d[bb] = tile[bb][jj];
+                    }
                 }
             }
             j0 += LANES;
@@ -304,16 +309,22 @@ fn to_batch_minor(src: &[f32], stride: usize, n: usize, batch: usize, dst: &mut 
 #[allow(clippy::too_many_arguments)]
 fn add_strip(src: &[f32], s0: usize, n: usize, bp: usize, rows: &mut [f32], stride: usize, d0: usize, b0: usize) {
     let bn = rows.len() / stride.max(1);
+    let isa = Isa::detect();
     let mut j0 = 0;
     while j0 + LANES <= n {
-        let mut tile = [[0.0f32; LANES]; LANES];
-        for (jj, t) in tile.iter_mut().enumerate() {
-            *t = src[(s0 + j0 + jj) * bp + b0..][..LANES].try_into().expect("a tile row");
-        }
-        for bb in 0..bn {
-            let d: &mut [f32; LANES] = (&mut rows[bb * stride + d0 + j0..][..LANES]).try_into().expect("a tile column");
-            for jj in 0..LANES {
-                d[jj] += tile[jj][bb];
+        if bn == LANES {
+            kernels::transpose8(isa, &src[(s0 + j0) * bp + b0..], bp, &mut rows[d0 + j0..], stride, true);
+        } else {
+            let mut tile = [[0.0f32; LANES]; LANES];
+            for (jj, t) in tile.iter_mut().enumerate() {
+                *t = src[(s0 + j0 + jj) * bp + b0..][..LANES].try_into().expect("a tile row");
+            }
+            for bb in 0..bn {
+                let d: &mut [f32; LANES] =
+                    (&mut rows[bb * stride + d0 + j0..][..LANES]).try_into().expect("a tile column");
+                for jj in 0..LANES {
+                    d[jj] += tile[jj][bb];
+                }
             }
         }
         j0 += LANES;

@@ -150,3 +150,23 @@ fn structure_follows_the_pattern_and_values_follow_refresh() {
     assert_eq!(sw.t_row, vec![2, 0, 3]);
     assert_eq!(sw.t_vals, vec![13.0, 3.0, 23.0]);
 }
+
+#[test]
+fn tile_transposes_agree() {
+    let src = random(8 * 11, 5);
+    for isa in isas() {
+        for add in [false, true] {
+            let mut dst = random(8 * 13, 6);
+            let before = dst.clone();
+            kernels::transpose8(isa, &src, 11, &mut dst, 13, add);
+            for i in 0..8 {
+                for j in 0..8 {
+                    let want = if add { before[j * 13 + i] + src[i * 11 + j] } else { src[i * 11 + j] };
+                    assert_eq!(dst[j * 13 + i], want, "{isa:?} add {add} ({i}, {j})");
+                }
+            }
+            // Untouched outside the tile.
+            assert_eq!(dst[8..13], before[8..13]);
+        }
+    }
+}
