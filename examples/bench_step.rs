@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo run --release --example bench_step [-- MODEL...]` (models: lenet300_100,
 //! lenet5_caffe, resnet20; default all). `BENCH_KERNELS=auto|dense|sparse` forces the
-//! products (default auto, what `sprsc run` does); `BENCH_STEPS` sets the steps per cell and
+//! products (default auto, what `sprsc run` does); `BENCH_UPDATE=rigl|st3` measures masks that
+//! move (a RigL swap before every step; ST-3's soft threshold) instead of fixed ones; `BENCH_STEPS` sets the steps per cell and
 //! `BENCH_SPARSITY=0.5,0.7` runs those sparsities instead.
 //! Prints one line per cell:
 //! `step model=<name> sparsity=<s> threads=<t> ms=<median ms per step>`
@@ -36,13 +37,21 @@ fn random_data(shape: [usize; 3], train: usize) -> DataSet {
     DataSet { name: "random".into(), shape, classes: 10, train, val: None, test, files: vec![], note: None }
 }
 
-/// The bench's recipe: `model` at `sparsity` (uniform over the masked layers).
-fn plan(model: &str, data: &str, sparsity: f64, epochs: u64) -> Plan {
+/// The bench's recipe: `model` at `sparsity` (uniform over the masked layers) with `update`.
+fn plan(model: &str, data: &str, sparsity: f64, epochs: u64, update: &str) -> Plan {
+    let (mask, update) = match update {
+        // Worst cases for masks that move: a RigL swap before every step (a layout rebuild
+        // each step, and the dense weight gradient for growth), and ST-3's soft threshold (the
+        // effective weights' zeros move every step; the straight-through gradient is dense).
+        "rigl" => ("magnitude", "prune_regrow(every: 1 steps, drop: 30%, grow: gradient)"),
+        "st3" => ("dense", "soft_threshold"),
+        _ => ("magnitude", "hard"),
+    };
     let sparsity = if sparsity == 0.0 {
         String::new()
     } else {
         format!(
-            "  sparsity {{\n    target {}%\n    distribution uniform\n    mask magnitude\n    update hard\n  }}\n",
+            "  sparsity {{\n    target {}%\n    distribution uniform\n    mask {mask}\n    update {update}\n  }}\n",
             sparsity * 100.0
         )
     };
@@ -61,6 +70,7 @@ fn main() {
         Ok("sparse") => LayerKernels::Sparse,
         _ => LayerKernels::Auto,
     };
+    let update = std::env::var("BENCH_UPDATE").unwrap_or_else(|_| "hard".into());
     let chosen: Vec<String> = std::env::args().skip(1).collect();
     let models: [(&str, &str, [usize; 3], &[f64], u64); 3] = [
         ("lenet300_100", "mnist", [1, 28, 28], &[0.0, 0.9, 0.98, 0.99, 0.999], 60),
@@ -80,7 +90,7 @@ fn main() {
         let listed: Option<Vec<f64>> =
             std::env::var("BENCH_SPARSITY").ok().map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect());
         for &s in listed.as_deref().unwrap_or(sparsities) {
-            let p = plan(model, data, s, epochs);
+            let p = plan(model, data, s, epochs, &update);
             for threads in [1, 2] {
                 let opts = RunOptions {
                     out_dir: Some(dir.clone()),

@@ -12,6 +12,9 @@
 //! - activations: at training each layer's output is kept for the backward pass (some ops keep
 //!   a copy of their input too) and the backward pass adds gradients, at the batch size;
 //!   evaluation runs batches of up to [`EVAL_BATCH`] without a tape;
+//! - the sparse kernels' batch-contiguous layouts (input, padded, and output, forward and
+//!   backward) of every masked dense layer and convolution when the target leaves at most half
+//!   the weights (where they run sparse), kept for reuse across steps;
 //! - the data set as f32 pixels, and a fixed runtime (code, threads, allocator).
 //!
 //! Measured against the peak resident memory of real runs in `tests/run_outputs.rs`.
@@ -54,6 +57,8 @@ pub struct Memory {
     pub activations: u64,
     /// An evaluation batch's activations (no backward pass: the largest layer's, a few times).
     pub eval_activations: u64,
+    /// The sparse kernels' layouts, resident from the first step.
+    pub sparse_layouts: u64,
     pub layers: Vec<LayerMemory>,
     /// The data set's pixels and labels; `None` where the size is known only once loaded.
     pub data: Option<u64>,
@@ -71,6 +76,7 @@ impl Memory {
             self.masks,
             self.optimizer,
             self.activations.max(self.eval_activations),
+            self.sparse_layouts,
             self.data.unwrap_or(0),
             self.runtime,
         ]
@@ -109,6 +115,25 @@ fn outputs(ls: &[Layer], out: &mut Vec<(String, u64)>) {
     }
 }
 
+/// Values per example of the sparse kernels' layouts of `ls` (input padded, and output) for
+/// masked dense layers and convolutions.
+fn layouts(ls: &[Layer], masked: &dyn Fn(&str) -> bool) -> u64 {
+    ls.iter()
+        .map(|l| match &l.kind {
+            LayerKind::Residual { body, shortcut, .. } => layouts(body, masked) + layouts(shortcut, masked),
+            LayerKind::Dense { .. } | LayerKind::Conv { .. } if masked(&l.name) => {
+                let pad = match l.kind {
+                    LayerKind::Conv { padding, .. } => padding,
+                    _ => 0,
+                };
+                let (c, h, w) = super::plan::chw(&l.input);
+                ((c * (h + 2 * pad) * (w + 2 * pad)) + l.output.iter().product::<usize>()) as u64
+            }
+            _ => 0,
+        })
+        .sum()
+}
+
 /// The estimate for `plan`; `examples` is the number of examples loaded (train, validation and
 /// test), else taken from the data set's known size.
 pub fn estimate(plan: &Plan, examples_loaded: Option<usize>) -> Memory {
@@ -133,6 +158,9 @@ pub fn estimate(plan: &Plan, examples_loaded: Option<usize>) -> Memory {
     let largest = per_example.iter().map(|(_, n)| *n).fold(input, u64::max);
     let layers =
         per_example.iter().map(|(name, n)| LayerMemory { name: name.clone(), bytes: n * batch * F32 }).collect();
+    let masked_layer = |name: &str| m.params.iter().any(|p| p.masked && p.layer == name);
+    let sparse_values = if plan.sparsity.target >= 0.5 { 2 * layouts(&m.layers, &masked_layer) } else { 0 };
+    let batch_lanes = plan.train.batch.div_ceil(8) as u64 * 8;
     let examples = examples_loaded.map(|n| n as u64).or_else(|| examples(&plan.data.dataset));
     let data = examples.map(|n| n * (input * F32 + 1));
     let eval_batch = examples.map_or(EVAL_BATCH as u64, |n| n.min(EVAL_BATCH as u64));
@@ -144,6 +172,7 @@ pub fn estimate(plan: &Plan, examples_loaded: Option<usize>) -> Memory {
         optimizer: moments * values * F32,
         activations: (TRAIN_COPIES * train_values.saturating_mul(batch).saturating_mul(F32) as f64) as u64,
         eval_activations: (EVAL_COPIES * F32).saturating_mul(largest).saturating_mul(eval_batch),
+        sparse_layouts: sparse_values.saturating_mul(batch_lanes).saturating_mul(F32),
         layers,
         data,
         runtime: RUNTIME,

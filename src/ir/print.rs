@@ -297,6 +297,9 @@ fn memory(s: &mut String, plan: &Plan) -> fmt::Result {
         largest.join(", "),
         human(m.eval_activations)
     )?;
+    if m.sparse_layouts > 0 {
+        writeln!(s, "    sparse kernel layouts {}", human(m.sparse_layouts))?;
+    }
     let data = m.data.map_or("size known once loaded".to_string(), human);
     writeln!(s, "    data {data}, runtime {}", human(m.runtime))?;
     writeln!(s, "    peak {}", human(m.peak()))

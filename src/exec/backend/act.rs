@@ -6,6 +6,7 @@ use dfdx::prelude::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use super::gemm::{matmul_par, Mat};
 use super::{read, with_backward, Tensor1, Tensor2};
 use crate::ir::plan::Activation;
 
@@ -88,16 +89,42 @@ pub fn dropout<T: Tape<f32, Cpu>>(x: Tensor2<T>, p: f32, rng: &mut ChaCha8Rng) -
     })
 }
 
-/// `x W^T + b` with `W: (out, in)`, through dfdx's matmul (multi-threaded via rayon).
-pub fn dense<T: Tape<f32, Cpu>>(x: Tensor2<T>, weight: &Tensor2, bias: Option<&Tensor1>) -> Tensor2<T> {
-    let y = x.matmul(weight.retaped::<T>().permute::<_, Axes2<1, 0>>());
-    match bias {
-        Some(b) => {
-            let shape = *y.shape();
-            y + b.retaped::<T>().broadcast_like::<_, Axis<0>>(&shape)
-        }
-        None => y,
+/// `x W^T + b` with `W: (out, in)`: three `gemm` products over the rayon pool, and none for
+/// `dL/dx` when `input_grad` is false (the network's input).
+pub fn dense<T: Tape<f32, Cpu>>(
+    x: Tensor2<T>,
+    weight: &Tensor2,
+    bias: Option<&Tensor1>,
+    input_grad: bool,
+) -> Tensor2<T> {
+    let (x, tape) = x.split_tape();
+    let (batch, inputs) = *x.shape();
+    let out = weight.shape().0;
+    assert_eq!(weight.shape().1, inputs, "dense weight shape");
+    let (xs, ws) = (read(&x), read(weight));
+    let mut y = vec![0.0; batch * out];
+    if let Some(b) = bias {
+        let b = read(b);
+        y.chunks_mut(out.max(1)).for_each(|row| row.copy_from_slice(&b));
     }
+    matmul_par(&mut y, Mat::new(&xs, batch, inputs), Mat::new(&ws, out, inputs).t(), bias.is_some());
+    let result = x.device().tensor_from_vec(y, (batch, out));
+    let (xg, wg, bg) = (x.ghost(), weight.ghost(), bias.map(|b| b.ghost()));
+    with_backward(result, tape, move |gy, grads| {
+        let dw = grads.get_or_alloc_mut(&wg)?;
+        matmul_par(dw, Mat::new(gy, batch, out).t(), Mat::new(&xs, batch, inputs), true);
+        if let Some(bg) = bg {
+            let db = grads.get_or_alloc_mut(&bg)?;
+            for row in gy.chunks(out.max(1)) {
+                db.iter_mut().zip(row).for_each(|(d, g)| *d += g);
+            }
+        }
+        if input_grad {
+            let dx = grads.get_or_alloc_mut(&xg)?;
+            matmul_par(dx, Mat::new(gy, batch, out), Mat::new(&ws, out, inputs), true);
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -150,11 +177,12 @@ mod tests {
         let xt: Tensor2 = dev.tensor_from_vec(x.clone(), (3, 5));
         let wt: Tensor2 = dev.tensor_from_vec(w.clone(), (4, 5));
         let bt: Tensor1 = dev.tensor_from_vec(b.clone(), (4,));
-        let y = read(&dense(xt, &wt, Some(&bt)));
+        let y = read(&dense(xt, &wt, Some(&bt), true));
         let want: Vec<f32> =
             (0..12).map(|i| b[i % 4] + (0..5).map(|j| x[(i / 4) * 5 + j] * w[(i % 4) * 5 + j]).sum::<f32>()).collect();
         assert_close(&y, &want, 1e-5);
-        let (an, nu) = check_input_grad(&x, (3, 5), |x| dense(x, &wt, Some(&bt)), |x| dense(x, &wt, Some(&bt)));
+        let (an, nu) =
+            check_input_grad(&x, (3, 5), |x| dense(x, &wt, Some(&bt), true), |x| dense(x, &wt, Some(&bt), true));
         assert_close(&an, &nu, 1e-2);
     }
 }

@@ -48,7 +48,7 @@ pub fn dyrelu<T: Tape<f32, Cpu>>(x: Tensor2<T>, p: &DyReluParams, beta: f32) -> 
     } else {
         x.clone().put_tape(tape).reshape_like(&(batch, p.c, p.hw)).mean::<(usize, usize), Axis<2>>()
     };
-    let z = dense(dense(theta, p.fc1.0, Some(p.fc1.1)).relu(), p.fc2.0, Some(p.fc2.1));
+    let z = dense(dense(theta, p.fc1.0, Some(p.fc1.1), true).relu(), p.fc2.0, Some(p.fc2.1), true);
     apply(x, z, p.c, p.hw, beta)
 }
 

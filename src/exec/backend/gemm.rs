@@ -38,6 +38,18 @@ impl<'a> Mat<'a> {
 
 /// `dst (m x n, row-major) = (accumulate ? dst : 0) + a (m x k) * b (k x n)`.
 pub fn matmul(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool) {
+    matmul_with(dst, a, b, accumulate, gemm::Parallelism::None)
+}
+
+/// [`matmul`] split over the current rayon pool's threads (output blocks, so each element's
+/// sum keeps one order: deterministic for a thread count).
+pub fn matmul_par(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool) {
+    let threads = rayon::current_num_threads();
+    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    matmul_with(dst, a, b, accumulate, par)
+}
+
+fn matmul_with(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, parallelism: gemm::Parallelism) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "inner dimensions differ");
     assert_eq!(dst.len(), m * n, "destination size");
@@ -76,7 +88,7 @@ pub fn matmul(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool) {
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }

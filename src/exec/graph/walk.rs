@@ -23,7 +23,7 @@ pub(super) fn run<T: Tape>(
         x = match node {
             Node::Dense { w, b, input_grad } => match &sp[*w].active {
                 Some(s) => sparse_layer(x, p[*w].matrix(), s, b.map(|b| p[b].vector()), *input_grad),
-                None => dense(x, p[*w].matrix(), b.map(|b| p[b].vector())),
+                None => dense(x, p[*w].matrix(), b.map(|b| p[b].vector()), *input_grad),
             },
             Node::Conv { w, b, geom, input_grad, scale: None } => match &sp[*w].active {
                 Some(s) => sparse_layer(x, p[*w].matrix(), s, b.map(|b| p[b].vector()), *input_grad),

@@ -74,7 +74,7 @@ fn check(g: ConvGeom, batch: usize, linear: bool) {
         let wm: Vec<f32> = w.iter().zip(&mask).map(|(a, m)| a * m).collect();
         let reference = |x: Tensor2<OwnedTape<f32, Cpu>>, w: &Tensor2, b: &Tensor1| {
             if linear {
-                dense(x, w, Some(b))
+                dense(x, w, Some(b), true)
             } else {
                 conv2d(x, w, Some(b), g, true)
             }
