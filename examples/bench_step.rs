@@ -25,6 +25,9 @@ use sprsc::ir::plan::Plan;
 
 const BATCH: usize = 128;
 
+/// A model of the bench: zoo name, data set (for its shapes), input shape, sparsities, steps.
+type Cell = (&'static str, &'static str, [usize; 3], &'static [f64], u64);
+
 fn random_data(shape: [usize; 3], train: usize) -> DataSet {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let n: usize = shape.iter().product();
@@ -72,7 +75,7 @@ fn main() {
     };
     let update = std::env::var("BENCH_UPDATE").unwrap_or_else(|_| "hard".into());
     let chosen: Vec<String> = std::env::args().skip(1).collect();
-    let models: [(&str, &str, [usize; 3], &[f64], u64); 3] = [
+    let models: [Cell; 3] = [
         ("lenet300_100", "mnist", [1, 28, 28], &[0.0, 0.9, 0.98, 0.99, 0.999], 60),
         ("lenet5_caffe", "mnist", [1, 28, 28], &[0.0, 0.9, 0.98, 0.99, 0.999], 25),
         ("resnet20", "cifar10", [3, 32, 32], &[0.0, 0.9, 0.99], 8),

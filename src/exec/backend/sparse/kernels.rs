@@ -93,6 +93,9 @@ macro_rules! dispatch {
     }};
 }
 
+// The kernels take their operands one by one (not bundled) so each call site reads like the
+// formula in the module header.
+#[allow(clippy::too_many_arguments)]
 /// One output row: `y[p*bp..]` for every output position `p` (`offs[p]` is its input offset).
 pub fn forward(isa: Isa, w: Rows, o: usize, offs: &[u32], x: &[f32], bp: usize, bias: f32, y: &mut [f32]) {
     dispatch!(isa, forward_avx2, forward_row, (w, o, offs, x, bp, bias, y))
@@ -230,6 +233,7 @@ fn add_block<F: Fma, const N: usize>(
 
 /// One output row's kept-weight gradients into `dw` (`dw[k - ptr[o]]`), and its bias gradient
 /// (the sum of `dy` over positions and batch) as the return value.
+#[allow(clippy::too_many_arguments)]
 pub fn weight_grad(isa: Isa, w: Rows, o: usize, offs: &[u32], dy: &[f32], x: &[f32], bp: usize, dw: &mut [f32]) -> f32 {
     dispatch!(isa, weight_grad_avx2, weight_grad_row, (w, o, offs, dy, x, bp, dw))
 }

@@ -341,7 +341,7 @@ fn input_layout(g: &ConvGeom, xs: &[f32], batch: usize, bp: usize) -> Vec<f32> {
     let (hp, wp) = padded(g);
     let in_len = g.in_len();
     // Without padding (and with whole lane groups) every element is written.
-    let mut xt = take(g.c * hp * wp * bp, g.pad > 0 || batch % LANES != 0);
+    let mut xt = take(g.c * hp * wp * bp, g.pad > 0 || !batch.is_multiple_of(LANES));
     if g.h == 1 && g.w == 1 {
         // A dense layer: one strip per block of features.
         xt.par_chunks_mut(64 * bp).enumerate().for_each(|(i, d)| {
@@ -426,7 +426,7 @@ pub fn sparse_layer<T: Tape<f32, Cpu>>(
         // The output gradient goes straight into the batch-contiguous layout (no copy of it
         // unless the dense weight gradient needs one).
         let gy = grads.get_or_alloc_mut(&yg)?;
-        let mut dyt = take(rows * bp, batch % LANES != 0);
+        let mut dyt = take(rows * bp, !batch.is_multiple_of(LANES));
         dyt.par_chunks_mut(64 * bp).enumerate().for_each(|(i, d)| {
             let n = d.len() / bp;
             to_batch_minor(&gy[i * 64..], rows, n, batch, d, bp);
