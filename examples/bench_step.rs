@@ -45,6 +45,7 @@ fn step_ms(plan: &Plan, data: &DataSet, threads: usize) -> f64 {
             quiet: true,
             max_steps: Some(steps),
             max_eval: None,
+            resume: false,
         };
         run(plan, data, &opts).expect("bench run").seconds
     };

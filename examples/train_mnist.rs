@@ -57,6 +57,7 @@ fn main() {
         quiet: false,
         max_steps: None,
         max_eval: None,
+        resume: false,
     };
     if let Err(e) = run(&p, &data, &opts) {
         eprintln!("error[{}]: {e}", e.code());

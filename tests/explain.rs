@@ -75,6 +75,7 @@ fn emitted(code: &str, text: &str) -> BTreeSet<String> {
                         quiet: true,
                         max_steps: Some(5),
                         max_eval: Some(256),
+                        resume: false,
                     };
                     match sprsc::exec::run(plan, &data, &opts) {
                         Err(e) => {

@@ -85,6 +85,7 @@ fn shipped_recipes_train_a_few_steps() {
                 quiet: true,
                 max_steps: Some(2),
                 max_eval: Some(256),
+                resume: false,
             };
             match sprsc::exec::run(plan, &data, &opts) {
                 Ok(s) => {
