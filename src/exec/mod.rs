@@ -19,6 +19,7 @@ pub(crate) mod params;
 pub(crate) mod sparsity;
 pub(crate) mod techniques;
 pub(crate) mod train;
+pub(crate) mod warm_start;
 
 use std::path::PathBuf;
 

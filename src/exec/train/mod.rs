@@ -112,6 +112,7 @@ impl<'a> Trainer<'a> {
         let mut params = params::init(plan);
         let kernels = StepKernels::compile(plan)?;
         let mut graph = Graph::build(&plan.model, clock)?;
+        super::warm_start::load(plan, &mut params, &mut graph.bn)?;
         let mut sparsifier = Sparsifier::new(plan, clock);
         sparsity::set_initial_masks(plan, &mut sparsifier, &mut params, &mut graph, data, &kernels)?;
         if plan.init.sparse {
