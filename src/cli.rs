@@ -65,6 +65,10 @@ pub enum Command {
         /// With `--resume`: continue even though the plan changed.
         #[arg(long, requires = "resume")]
         force: bool,
+        /// Stop after N optimizer steps (smoke tests); `--max-steps 0` evaluates the starting
+        /// weights (a warm start) without training.
+        #[arg(long, value_name = "N")]
+        max_steps: Option<u64>,
         #[command(flatten)]
         training: TrainingArgs,
         /// How to print diagnostics.
@@ -201,7 +205,7 @@ pub enum Emit {
 pub fn main_with(cli: Cli) -> i32 {
     match cli.command {
         Command::Check { file, format, emit, sets } => check(&file, format, emit, &sets),
-        Command::Run { file, recipe, out, resume, force, training: TrainingArgs { threads, sets }, format } => {
+        Command::Run { file, recipe, out, resume, force, max_steps, training: TrainingArgs { threads, sets }, format } => {
             let inv = match (file, &resume) {
                 (Some(file), _) => crate::driver::Invocation { file, recipe, sets },
                 // Resuming without a file: the file, recipe and `--set`s the run started with.
@@ -225,7 +229,7 @@ pub fn main_with(cli: Cli) -> i32 {
             if comp.has_errors() {
                 return 1;
             }
-            let how = RunHow { out: resume.clone().or(out), threads, resume: resume.is_some(), force };
+            let how = RunHow { out: resume.clone().or(out), threads, resume: resume.is_some(), force, max_steps };
             run(&comp, &inv, how, format)
         }
         Command::Sweep {
@@ -337,6 +341,7 @@ struct RunHow {
     threads: Option<usize>,
     resume: bool,
     force: bool,
+    max_steps: Option<u64>,
 }
 
 fn run(comp: &Compilation, inv: &crate::driver::Invocation, how: RunHow, format: Format) -> i32 {
@@ -379,7 +384,7 @@ fn run(comp: &Compilation, inv: &crate::driver::Invocation, how: RunHow, format:
         out_dir: how.out,
         threads: how.threads,
         quiet,
-        max_steps: None,
+        max_steps: how.max_steps,
         max_eval: None,
         resume: how.resume,
     };

@@ -27,6 +27,10 @@ impl Trainer<'_> {
         let MaskMethod::Lottery { rounds, rate, rewind } = self.plan.sparsity.mask else {
             return Ok(());
         };
+        // Nothing to train (`--max-steps 0`): the starting weights are evaluated as they are.
+        if self.step_limit() == 0 {
+            return Ok(());
+        }
         // A rewind point past the run rewinds to the last step's weights.
         let rewind_step = self.clock.at(rewind).min(self.step_limit() - 1);
         // A resumed run continues its round, or is past the rounds.
