@@ -205,7 +205,16 @@ pub enum Emit {
 pub fn main_with(cli: Cli) -> i32 {
     match cli.command {
         Command::Check { file, format, emit, sets } => check(&file, format, emit, &sets),
-        Command::Run { file, recipe, out, resume, force, max_steps, training: TrainingArgs { threads, sets }, format } => {
+        Command::Run {
+            file,
+            recipe,
+            out,
+            resume,
+            force,
+            max_steps,
+            training: TrainingArgs { threads, sets },
+            format,
+        } => {
             let inv = match (file, &resume) {
                 (Some(file), _) => crate::driver::Invocation { file, recipe, sets },
                 // Resuming without a file: the file, recipe and `--set`s the run started with.

@@ -64,8 +64,10 @@ fn run(text: &str, dir: &Path, abort_at: Option<u64>) -> i32 {
     std::fs::write(&file, text).unwrap();
     let abort = abort_at.map(|s| s.to_string());
     let env: Vec<(&str, &str)> = abort.iter().map(|s| ("SPRSC_ABORT_AT_STEP", s.as_str())).collect();
-    let (code, out, err) =
-        sprsc(&["run", file.to_str().unwrap(), "--out", dir.to_str().unwrap(), "--threads", "1", "--format", "json"], &env);
+    let (code, out, err) = sprsc(
+        &["run", file.to_str().unwrap(), "--out", dir.to_str().unwrap(), "--threads", "1", "--format", "json"],
+        &env,
+    );
     if abort_at.is_none() {
         assert_eq!(code, 0, "{out}{err}");
     }

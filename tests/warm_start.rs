@@ -9,7 +9,8 @@ use std::process::Command;
 use safetensors::tensor::{Dtype, TensorView};
 
 fn sprsc(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sprsc")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_sprsc")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
     let s = |b: Vec<u8>| String::from_utf8(b).unwrap();
     (out.status.code().unwrap_or(-1), s(out.stdout), s(out.stderr))
 }
@@ -122,7 +123,10 @@ fn pytorch_batchnorm_names_load() {
     rewrite(&a.join("weights.safetensors"), &torch, rename, &[("bn1.num_batches_tracked", Dtype::I64, vec![])]);
     let names = std::fs::read(&torch).unwrap();
     let names = safetensors::SafeTensors::deserialize(&names).unwrap().names().into_iter().cloned().collect::<Vec<_>>();
-    assert!(names.iter().any(|n| n.ends_with(".running_mean")) && !names.iter().any(|n| n.ends_with(".scale")), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.ends_with(".running_mean")) && !names.iter().any(|n| n.ends_with(".scale")),
+        "{names:?}"
+    );
     let b = evaluated_from(&root, BN_MODEL, &torch).unwrap();
     assert_eq!(Some(b.test_accuracy), summary(&a)["test_accuracy"].as_f64());
     let _ = std::fs::remove_dir_all(&root);
@@ -159,18 +163,30 @@ fn a_file_that_does_not_fit_is_a_diagnostic_naming_both_sides() {
     rewrite(&src, &missing, |n| (n != "fc2.bias").then(|| n.to_string()), &[]);
     let d = diagnostic(&root, &missing);
     assert_eq!(d["code"], "E0713", "{d}");
-    assert!(d["message"].as_str().unwrap().contains("the model's parameter `fc2.bias` (100) is not in the file"), "{d}");
+    assert!(
+        d["message"].as_str().unwrap().contains("the model's parameter `fc2.bias` (100) is not in the file"),
+        "{d}"
+    );
 
     let unknown = root.join("unknown.safetensors");
     rewrite(&src, &unknown, |n| Some(n.to_string()), &[("fc4.weight", Dtype::F32, vec![3, 2])]);
     let d = diagnostic(&root, &unknown);
-    assert!(d["message"].as_str().unwrap().contains("the file's tensor `fc4.weight` (3x2) is no parameter of the model"), "{d}");
+    assert!(
+        d["message"].as_str().unwrap().contains("the file's tensor `fc4.weight` (3x2) is no parameter of the model"),
+        "{d}"
+    );
 
     let shape = root.join("shape.safetensors");
     rewrite(&src, &shape, |n| (n != "fc3.bias").then(|| n.to_string()), &[("fc3.bias", Dtype::F32, vec![12])]);
     let d = diagnostic(&root, &shape);
     assert_eq!(d["code"], "E0713", "{d}");
-    assert!(d["message"].as_str().unwrap().contains("the file's tensor `fc3.bias` is 12, the model's parameter `fc3.bias` is 10"), "{d}");
+    assert!(
+        d["message"]
+            .as_str()
+            .unwrap()
+            .contains("the file's tensor `fc3.bias` is 12, the model's parameter `fc3.bias` is 10"),
+        "{d}"
+    );
 
     // Several problems: the first in the message, the others as notes.
     let both = root.join("both.safetensors");

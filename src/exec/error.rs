@@ -121,8 +121,8 @@ impl RunError {
             RunError::WarmStartFile { .. } | RunError::WarmStartMismatch { .. } => "starting from this file",
             _ => "while running this",
         };
-        let mut d =
-            crate::diagnostics::Diagnostic::error(self.code(), self.to_string()).at(self.span().unwrap_or(fallback), label);
+        let mut d = crate::diagnostics::Diagnostic::error(self.code(), self.to_string())
+            .at(self.span().unwrap_or(fallback), label);
         if let RunError::WarmStartMismatch { rest, .. } = self {
             for r in rest.iter().take(20) {
                 d = d.with_note(r.clone());

@@ -17,7 +17,14 @@ use crate::sparsity::mask::count_zeros;
 use crate::sparsity::{zeros_for, SparsitySchedule};
 
 fn opts(name: &str) -> RunOptions {
-    RunOptions { out_dir: Some(temp_dir(name)), threads: Some(1), quiet: true, max_steps: None, max_eval: None, resume: false }
+    RunOptions {
+        out_dir: Some(temp_dir(name)),
+        threads: Some(1),
+        quiet: true,
+        max_steps: None,
+        max_eval: None,
+        resume: false,
+    }
 }
 
 fn tiny(sp: Sparsity) -> (Plan, DataSet) {

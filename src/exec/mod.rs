@@ -80,10 +80,8 @@ pub fn run(plan: &Plan, data: &DataSet, opts: &RunOptions) -> Result<RunSummary,
     memory::check(plan, data)?;
     let dir = opts.out_dir.clone().unwrap_or_else(|| plan.output.dir.clone().into());
     let resumed_threads = if opts.resume { train::checkpoint_threads(&dir) } else { None };
-    let threads = opts
-        .threads
-        .or(resumed_threads)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads =
+        opts.threads.or(resumed_threads).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     // dfdx's matmul and our ops use rayon's current pool, so installing a local pool fixes
     // the thread count (and with it the summation order) for the whole run.
     let pool = rayon::ThreadPoolBuilder::new()

@@ -215,7 +215,14 @@ fn trainer<'a>(plan: &'a Plan, data: &'a DataSet, opts: &'a RunOptions) -> Train
 }
 
 fn opts(name: &str) -> RunOptions {
-    RunOptions { out_dir: Some(temp_dir(name)), threads: Some(1), quiet: true, max_steps: None, max_eval: None, resume: false }
+    RunOptions {
+        out_dir: Some(temp_dir(name)),
+        threads: Some(1),
+        quiet: true,
+        max_steps: None,
+        max_eval: None,
+        resume: false,
+    }
 }
 
 #[test]

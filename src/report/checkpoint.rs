@@ -43,9 +43,12 @@ pub fn tensor_bytes(tensors: &[Named]) -> io::Result<Vec<u8>> {
     safetensors::serialize(views, &None).map_err(io::Error::other)
 }
 
-/// Every f32 tensor of a safetensors file, by name, with its shape; a description of what is
-/// wrong otherwise.
-pub fn read_tensors(bytes: &[u8]) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, String> {
+/// A tensor read back: name, shape, values.
+pub type Owned = (String, Vec<usize>, Vec<f32>);
+
+/// Every f32 tensor of a safetensors file, sorted by name, with its shape; a description of
+/// what is wrong otherwise.
+pub fn read_tensors(bytes: &[u8]) -> Result<Vec<Owned>, String> {
     let st = SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file ({e})"))?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
@@ -82,7 +85,7 @@ pub fn list(run_dir: &Path) -> Vec<(u64, PathBuf)> {
             Some((step, e.path()))
         })
         .collect();
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|c| std::cmp::Reverse(c.0));
     out
 }
 

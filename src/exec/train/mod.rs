@@ -190,14 +190,16 @@ impl<'a> Trainer<'a> {
         let pb = self.progress_bar();
         let (batch, n) = (self.plan.train.batch, self.data.train.len);
         let start = self.resume_at.take();
-        let mut epochs_run = start.map_or(0, |p| p.epoch);
-        for epoch in epochs_run..self.plan.train.epochs {
+        let first_epoch = start.map_or(0, |p| p.epoch);
+        let mut epochs_run = first_epoch;
+        for epoch in first_epoch..self.plan.train.epochs {
             if self.step >= self.step_limit() {
                 break;
             }
             let order = epoch_order(n, self.plan.seed, epoch);
             let resumed_here = start.filter(|p| p.epoch == epoch);
-            let (mut loss_sum, mut correct, mut seen) = resumed_here.map_or((0.0f64, 0usize, 0usize), |p| (p.loss_sum, p.correct, p.seen));
+            let (mut loss_sum, mut correct, mut seen) =
+                resumed_here.map_or((0.0f64, 0usize, 0usize), |p| (p.loss_sum, p.correct, p.seen));
             pb.set_position(self.step);
             for (index, idx) in order.chunks_exact(batch).enumerate().skip(resumed_here.map_or(0, |p| p.index)) {
                 if self.step >= self.step_limit() {
@@ -286,11 +288,12 @@ impl<'a> Trainer<'a> {
 
     /// W0701 with `message`, pointing at the optimizer, the `init` block and `not_learning`.
     fn not_learning_warning(&self, message: String) -> Diagnostic {
-        let mut d = Diagnostic::warning("W0701", message).at(self.plan.train.span, "trained with this optimizer").with_help(
-            "lower the learning rate or warm it up (`lr cosine(warmup: 1 epoch)`), or start from PyTorch's \
+        let mut d =
+            Diagnostic::warning("W0701", message).at(self.plan.train.span, "trained with this optimizer").with_help(
+                "lower the learning rate or warm it up (`lr cosine(warmup: 1 epoch)`), or start from PyTorch's \
              default init (`init { weights pytorch }`: logits start small, so ReLUs do not die); \
              `not_learning(action: stop)` ends such runs early",
-        );
+            );
         if let Some(span) = self.plan.init.span {
             d = d.with_secondary(span, "from this initialisation");
         }
