@@ -215,14 +215,18 @@ pub fn main_with(cli: Cli) -> i32 {
             training: TrainingArgs { threads, sets },
             format,
         } => {
+            // Resuming: the thread count the run started with, unless told otherwise.
+            let started = resume.as_deref().and_then(|d| crate::driver::Invocation::read(d).ok());
+            let threads = threads.or(started.as_ref().and_then(|i| i.threads));
             let inv = match (file, &resume) {
-                (Some(file), _) => crate::driver::Invocation { file, recipe, sets },
+                (Some(file), _) => crate::driver::Invocation { file, recipe, sets, threads },
                 // Resuming without a file: the file, recipe and `--set`s the run started with.
                 (None, Some(dir)) => match crate::driver::Invocation::read(dir) {
                     Ok(i) => crate::driver::Invocation {
                         recipe: recipe.or(i.recipe),
                         sets: if sets.is_empty() { i.sets } else { sets },
                         file: i.file,
+                        threads,
                     },
                     Err(e) => {
                         eprintln!(
@@ -378,13 +382,22 @@ fn run(comp: &Compilation, inv: &crate::driver::Invocation, how: RunHow, format:
     let quiet = format == Format::Json;
     let dir = how.out.clone().unwrap_or_else(|| PathBuf::from(&plan.output.dir));
     if how.resume {
+        if dir.join("summary.json").exists() {
+            eprintln!("note: the run in `{}` has finished; nothing to resume", dir.display());
+            return 0;
+        }
         if let Err(d) = crate::driver::check_resume(&dir, plan, how.force) {
             report(&[d], comp, format);
             return 1;
         }
     }
     let file = std::fs::canonicalize(&inv.file).unwrap_or_else(|_| inv.file.clone());
-    let inv = crate::driver::Invocation { file, recipe: Some(plan.recipe.clone()), sets: inv.sets.clone() };
+    let inv = crate::driver::Invocation {
+        file,
+        recipe: Some(plan.recipe.clone()),
+        sets: inv.sets.clone(),
+        threads: how.threads,
+    };
     if let Err(e) = inv.write(&dir) {
         eprintln!("error: cannot write `{}`: {e}", dir.display());
         return 2;

@@ -68,6 +68,10 @@ pub struct Invocation {
     pub file: PathBuf,
     pub recipe: Option<String>,
     pub sets: Vec<String>,
+    /// `--threads`, so a resumed run trains on as many (and stays bit-identical) even when it
+    /// was killed before its first checkpoint.
+    #[serde(default)]
+    pub threads: Option<usize>,
 }
 
 pub const INVOCATION: &str = "invocation.json";

@@ -113,13 +113,14 @@ fn assert_same_run(a: &Path, b: &Path, what: &str) {
     assert_eq!(summary(a), summary(b), "{what}: summaries differ after resuming");
 }
 
-/// Each method, killed before two steps (one just after a checkpoint, one between them, the
-/// lottery's also in its second round), resumed until it finishes, equals the run left alone.
+/// Each method, killed before two or three steps (just after a checkpoint or between two; ST-3
+/// also past `freeze at`, the lottery in its second round and its final training), resumed until
+/// it finishes, equals the run left alone.
 #[test]
 fn killed_runs_resume_bit_identical() {
     let cases: [(&str, &str, &str, &[u64]); 6] = [
         ("gmp", MLP, GMP, &[9, 62]),
-        ("st3", MLP, ST3, &[17, 43]),
+        ("st3", MLP, ST3, &[17, 43, 50]),
         ("rigl", DROPOUT_MLP, RIGL, &[11, 57]),
         ("set", MLP, SET, &[13, 36]),
         ("east", MLP, EAST, &[8, 29]),
@@ -172,7 +173,8 @@ fn a_run_killed_at_a_random_moment_resumes_to_the_same_result() {
     std::thread::sleep(delay);
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
-    let (code, err) = resume(&killed, &[]);
+    // Named in full: the kill may have come before the run directory recorded anything.
+    let (code, err) = resume(&killed, &[file.to_str().unwrap(), "--threads", "1"]);
     assert_eq!(code, 0, "killed after {delay:?}: {err}");
     assert_same_run(&whole, &killed, &format!("kill -9 after {delay:?}"));
     let _ = std::fs::remove_dir_all(&root);
@@ -225,5 +227,27 @@ fn an_edited_recipe_is_refused_unless_forced() {
     let (code, err) = resume(&dir, &["--force"]);
     assert_eq!(code, 0, "{err}");
     assert!(dir.join("summary.json").exists());
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Killed before its first checkpoint, a run starts again from step 0 (on the thread count it
+/// was started with, from `invocation.json`) to the same result; resuming a finished run does
+/// nothing.
+#[test]
+fn a_run_killed_before_its_first_checkpoint_starts_again_alike() {
+    let text = recipe(DROPOUT_MLP, SET);
+    let root = temp("early");
+    let whole = root.join("whole");
+    run(&text, &whole, None);
+    let killed = root.join("killed");
+    assert_ne!(run(&text, &killed, Some(2)), 0);
+    assert!(!killed.join("checkpoints").exists());
+    let (code, err) = resume(&killed, &["--format", "text"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("no checkpoint to resume from"), "{err}");
+    assert_same_run(&whole, &killed, "killed before the first checkpoint");
+    let (code, err) = resume(&killed, &["--format", "text"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("has finished; nothing to resume"), "{err}");
     let _ = std::fs::remove_dir_all(&root);
 }
