@@ -6,7 +6,8 @@
 //! batch; above it the training loop (`train/`) over named parts: `params` (buffers and
 //! initialisation), `optimizer`, `sparsity/` (initial masks, scores, update rules), `jit` (the
 //! run's compiled step kernels), `lr`, `techniques/` (run-time techniques: GradInit, label
-//! smoothing). Everything but [`run`], [`RunOptions`] and [`RunError`] is crate-internal.
+//! smoothing), `warm_start` (`init { from }`: trained tensors in place of the drawn ones).
+//! Everything but [`run`], [`RunOptions`] and [`RunError`] is crate-internal.
 
 pub(crate) mod backend;
 pub mod error;

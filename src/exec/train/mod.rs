@@ -6,7 +6,8 @@
 //! The parts each live in their own file: `params` (buffers and initialisation), `optimizer`
 //! (clipping and the update), `sparsity` (masks and update rules), `graph` (the network),
 //! `techniques` (run-time techniques), `lottery` (rounds and rewinding), `finish` (evaluation,
-//! summary, saved tensors).
+//! summary, saved tensors), `checkpoint` (the state between two steps, saved and restored:
+//! `--resume`).
 
 mod checkpoint;
 mod finish;
