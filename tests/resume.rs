@@ -47,6 +47,17 @@ fn recipe(model: &str, sparsity: &str) -> String {
 const MLP: &str = "lenet300_100";
 /// With dropout, so the dropout stream is part of what a checkpoint keeps.
 const DROPOUT_MLP: &str = "{ input 1x28x28; flatten; dense 200; relu; dropout 0.3; dense 100; relu; dense 10 }";
+/// With batchnorm, so its running statistics (and a lottery's rewound ones) are too.
+const BN_CONV: &str = "{ input 1x28x28; conv 6 kernel: 5; batchnorm; relu; maxpool 2; flatten; dense 10 }";
+/// Adam's second moment and bias correction; ToST's GradInit (before the first checkpoint, so
+/// a resumed run must not run it again), ghost neurons and label smoothing.
+fn adam_tost(text: String) -> String {
+    text.replace("sgd(lr: 0.1, momentum: 0.9, weight_decay: 1e-4)", "adam(lr: 2e-3)").replace(
+        "  output {",
+        "  techniques { ghost_neurons(activation: swish, until: 40%); label_smoothing(0.1, style: others); \
+         gradinit(iters: 5, lr: 1e-2, eta: 0.1, min_scale: 0.01) }\n  output {",
+    )
+}
 
 const GMP: &str = "target 90%; mask dense; schedule cubic(start: 0 epochs, end: 2 epochs, every: 3 steps); update hard";
 const ST3: &str = "target 90%; mask dense; schedule cubic(start: 0 epochs, end: 1 epoch, every: 1 step); \
@@ -118,16 +129,19 @@ fn assert_same_run(a: &Path, b: &Path, what: &str) {
 /// it finishes, equals the run left alone.
 #[test]
 fn killed_runs_resume_bit_identical() {
-    let cases: [(&str, &str, &str, &[u64]); 6] = [
-        ("gmp", MLP, GMP, &[9, 62]),
-        ("st3", MLP, ST3, &[17, 43, 50]),
-        ("rigl", DROPOUT_MLP, RIGL, &[11, 57]),
-        ("set", MLP, SET, &[13, 36]),
-        ("east", MLP, EAST, &[8, 29]),
-        ("lottery", MLP, LOTTERY, &[7, 100, 200]),
+    let plain = |t: String| t;
+    let cases: [(&str, &str, &str, fn(String) -> String, &[u64]); 8] = [
+        ("gmp", MLP, GMP, plain, &[9, 62]),
+        ("st3", MLP, ST3, plain, &[17, 43, 50]),
+        ("rigl", DROPOUT_MLP, RIGL, plain, &[11, 57]),
+        ("set", MLP, SET, plain, &[13, 36]),
+        ("east", MLP, EAST, plain, &[8, 29]),
+        ("lottery", MLP, LOTTERY, plain, &[7, 100, 200]),
+        ("lottery_bn", BN_CONV, LOTTERY, plain, &[10, 95]),
+        ("gmp_bn_adam_tost", BN_CONV, GMP, adam_tost, &[6, 33]),
     ];
-    for (name, model, sparsity, kills) in cases {
-        let text = recipe(model, sparsity);
+    for (name, model, sparsity, edit, kills) in cases {
+        let text = edit(recipe(model, sparsity));
         let root = temp(name);
         let whole = root.join("whole");
         run(&text, &whole, None);
