@@ -124,13 +124,16 @@ fn assert_same_run(a: &Path, b: &Path, what: &str) {
     assert_eq!(summary(a), summary(b), "{what}: summaries differ after resuming");
 }
 
+/// A method: name, model, sparsity block, an edit of the recipe, the steps it is killed before.
+type Case = (&'static str, &'static str, &'static str, fn(String) -> String, &'static [u64]);
+
 /// Each method, killed before two or three steps (just after a checkpoint or between two; ST-3
 /// also past `freeze at`, the lottery in its second round and its final training), resumed until
 /// it finishes, equals the run left alone.
 #[test]
 fn killed_runs_resume_bit_identical() {
     let plain = |t: String| t;
-    let cases: [(&str, &str, &str, fn(String) -> String, &[u64]); 8] = [
+    let cases: [Case; 8] = [
         ("gmp", MLP, GMP, plain, &[9, 62]),
         ("st3", MLP, ST3, plain, &[17, 43, 50]),
         ("rigl", DROPOUT_MLP, RIGL, plain, &[11, 57]),
