@@ -139,7 +139,8 @@ pub fn output(sink: &mut Sink, s: Option<&Statement>, recipe: &str) -> Option<Ou
         let every = a.require(sink, 0, "every", "checkpoint every: 10 epochs");
         let keep = a.named("keep").map_or(Some(2), |v| r::int(sink, v, "keep", 1, 1000));
         a.finish(sink, &["every", "keep"]);
-        let every = match &every?.kind {
+        let every_value = every?;
+        let every = match &every_value.kind {
             ValueKind::Duration(n, unit) if *n >= 1.0 && n.fract() == 0.0 => match unit {
                 crate::syntax::ast::TimeUnit::Epochs => Some(Time::Epochs(*n)),
                 crate::syntax::ast::TimeUnit::Steps => Some(Time::Steps(*n as u64)),
@@ -149,7 +150,7 @@ pub fn output(sink: &mut Sink, s: Option<&Statement>, recipe: &str) -> Option<Ou
         let Some(every) = every else {
             sink.push(
                 Diagnostic::error("E0202", "checkpoints are taken every whole number of steps or epochs")
-                    .at(st.span, "expected a number of steps or epochs")
+                    .at(every_value.span, "expected a whole number of steps or epochs")
                     .with_help("for example `checkpoint every: 10 epochs` or `checkpoint every: 500 steps, keep: 3`"),
             );
             return None;
