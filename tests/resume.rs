@@ -227,7 +227,8 @@ fn a_damaged_checkpoint_falls_back_to_the_previous_one() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
-/// Resuming with an edited recipe shows the change and is refused (E0711) unless `--force`.
+/// Resuming with an edited recipe shows the change and is refused (E0711) unless `--force`;
+/// forced onto another model, the run starts over.
 #[test]
 fn an_edited_recipe_is_refused_unless_forced() {
     let text = recipe(MLP, GMP);
@@ -244,6 +245,15 @@ fn an_edited_recipe_is_refused_unless_forced() {
     let (code, err) = resume(&dir, &["--force"]);
     assert_eq!(code, 0, "{err}");
     assert!(dir.join("summary.json").exists());
+    // Forced onto another model, the checkpoints do not fit (W0702): the run starts over.
+    let other = root.join("other");
+    assert_ne!(run(&text, &other, Some(10)), 0);
+    let file = other.with_extension("sprs");
+    std::fs::write(&file, recipe(DROPOUT_MLP, GMP)).unwrap();
+    let (code, err) = resume(&other, &["--force", "--format", "text"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("W0702") && err.contains("another model"), "{err}");
+    assert!(err.contains("no checkpoint to resume from"), "{err}");
     let _ = std::fs::remove_dir_all(&root);
 }
 

@@ -177,17 +177,61 @@ impl Trainer<'_> {
         }
         let tensors: BTreeMap<String, Vec<f32>> =
             read_tensors(&bytes)?.into_iter().map(|(name, _, values)| (name, values)).collect();
-        let loaded = Loaded { state, tensors };
-        // Every tensor this plan needs, at its size.
+        self.fits(&state, &tensors)?;
+        Ok(Loaded { state, tensors })
+    }
+
+    /// Whether a checkpoint read back holds every tensor this plan needs at its size, and state
+    /// this plan can continue from.
+    fn fits(&self, state: &State, tensors: &BTreeMap<String, Vec<f32>>) -> Result<(), String> {
+        let len = |name: &str| tensors.get(name).map(Vec::len);
+        let another = |what: String| Err(format!("it holds no {what} (another model?)"));
         for p in &self.params {
-            for (part, len) in [("raw", p.raw.len()), ("mask", p.mask.len()), ("m1", p.m1.len()), ("m2", p.m2.len())] {
-                let got = loaded.tensors.get(&format!("param/{}/{part}", p.spec.name)).map(Vec::len);
-                if got != Some(len) {
-                    return Err(format!("it holds no `{}` {part} of {len} values (another model?)", p.spec.name));
+            let (n, rows) = (p.raw.len(), p.raw.len() / p.cols.max(1));
+            let parts: [(&str, &[usize]); 7] = [
+                ("raw", &[n]),
+                ("mask", &[p.mask.len()]),
+                ("grad", &[n]),
+                ("m1", &[p.m1.len()]),
+                ("m2", &[p.m2.len()]),
+                // Empty once ST-3's `freeze at` has folded the threshold in.
+                ("eff", &[p.eff.len(), 0]),
+                ("row_scale", &[p.row_scale.len(), 0]),
+            ];
+            for (part, sizes) in parts {
+                let got = len(&format!("param/{}/{part}", p.spec.name));
+                if !got.is_some_and(|g| sizes.contains(&g) && (g == 0 || g == n || g == rows)) {
+                    return another(format!("`{}` {part} of {} values", p.spec.name, sizes[0]));
+                }
+            }
+            if state.rewind_stored && len(&format!("rewind/{}", p.spec.name)) != Some(n) {
+                return another(format!("rewind weights of `{}`", p.spec.name));
+            }
+        }
+        for (name, stats) in &self.graph.bn {
+            for part in ["mean", "var"] {
+                let c = Some(stats.mean.len());
+                let rewind = !state.rewind_stored || len(&format!("rewind_bn/{name}/{part}")) == c;
+                if len(&format!("bn/{name}/{part}")) != c || !rewind {
+                    return another(format!("running {part} of `{name}`"));
                 }
             }
         }
-        Ok(loaded)
+        if len("losses").is_none() {
+            return another("losses".into());
+        }
+        let groups = self.sparsifier.save().applied.map(|a| a.len());
+        if !state.rule.frozen && state.rule.applied.as_ref().map(Vec::len) != groups {
+            return Err("its sparsity state has another number of groups".into());
+        }
+        let rounds = match self.plan.sparsity.mask {
+            crate::ir::plan::MaskMethod::Lottery { rounds, .. } => rounds,
+            _ => 0,
+        };
+        if state.lottery.is_some_and(|(round, _)| round == 0 || round > rounds) {
+            return Err("its lottery round is not one of this plan's".into());
+        }
+        Ok(())
     }
 
     /// Restores a checkpoint: the trainer continues before the step it was taken at.
@@ -238,7 +282,8 @@ impl Trainer<'_> {
             let d = self.not_learning_warning(msg);
             self.warnings.push(d);
         }
-        self.started = Instant::now().checked_sub(Duration::from_secs_f64(s.seconds)).unwrap_or_else(Instant::now);
+        let elapsed = Duration::try_from_secs_f64(s.seconds).unwrap_or_default();
+        self.started = Instant::now().checked_sub(elapsed).unwrap_or_else(Instant::now);
         self.rundir.restore_metrics(s.metrics).map_err(RunError::io(self.rundir.path.join("metrics.jsonl")))?;
         self.evaluations = s.evaluations;
         self.trace = s.trace;
