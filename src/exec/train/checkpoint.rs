@@ -228,6 +228,10 @@ impl Trainer<'_> {
             crate::ir::plan::MaskMethod::Lottery { rounds, .. } => rounds,
             _ => 0,
         };
+        let p = state.position;
+        if state.step > self.clock.total_steps || p.epoch >= self.plan.train.epochs || p.seen > self.data.train.len {
+            return Err("its position is past this plan's schedule".into());
+        }
         if state.lottery.is_some_and(|(round, _)| round == 0 || round > rounds) {
             return Err("its lottery round is not one of this plan's".into());
         }
