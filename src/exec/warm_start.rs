@@ -7,7 +7,9 @@
 //! (`fc1.weight`, `conv1.bias`, conv weights `(out, in, k, k)`); a batchnorm layer's affine
 //! params are `NAME.weight` / `NAME.bias` in PyTorch and `NAME.scale` / `NAME.shift` in sprsc, and
 //! either is read. Its running statistics are `NAME.running_mean` / `NAME.running_var`;
-//! `NAME.num_batches_tracked` is ignored. Params a lowering pass added (ghost skips, DyReLU) are
+//! `NAME.num_batches_tracked` is ignored. A residual block's projection shortcut
+//! (`layer2.0.shortcut.conv`, `.shortcut.bn`) is also read as `shortcut.0` / `shortcut.1` or
+//! torchvision's `downsample.0` / `downsample.1`. Params a lowering pass added (ghost skips, DyReLU) are
 //! not in a trained file and keep their drawn values. Only f32 tensors are read.
 
 use std::collections::BTreeMap;
@@ -65,8 +67,12 @@ pub fn load(plan: &Plan, params: &mut [ParamBuf], bn: &mut [(String, BnStats)]) 
     }
     for (layer, stats) in bn.iter_mut() {
         let n = stats.mean.len();
-        let mean = take(&[format!("{layer}.running_mean")], &[n], "batchnorm statistic");
-        let var = take(&[format!("{layer}.running_var")], &[n], "batchnorm statistic");
+        let stat = |s: &str| {
+            let name = format!("{layer}.{s}");
+            std::iter::once(name.clone()).chain(shortcut_aliases(&name)).collect::<Vec<_>>()
+        };
+        let mean = take(&stat("running_mean"), &[n], "batchnorm statistic");
+        let var = take(&stat("running_var"), &[n], "batchnorm statistic");
         if let (Some(mean), Some(var)) = (mean, var) {
             *stats = BnStats { mean, var };
         }
@@ -85,14 +91,31 @@ pub fn load(plan: &Plan, params: &mut [ParamBuf], bn: &mut [(String, BnStats)]) 
     }
 }
 
-/// The names a param may have in a trained file: sprsc's, and PyTorch's for batchnorm.
+/// The names a param may have in a trained file: sprsc's, then PyTorch's (batchnorm's affine
+/// params; a residual block's projection shortcut as `shortcut.0` / `shortcut.1`, the CIFAR
+/// ResNets' common naming, or torchvision's `downsample.0` / `downsample.1`).
 fn names(name: &str, kind: ParamKind) -> Vec<String> {
-    let pytorch = match kind {
+    let renamed = match kind {
         ParamKind::BnScale => name.strip_suffix(".scale").map(|l| format!("{l}.weight")),
         ParamKind::BnShift => name.strip_suffix(".shift").map(|l| format!("{l}.bias")),
         _ => None,
     };
-    std::iter::once(name.to_string()).chain(pytorch).collect()
+    let mut out = vec![name.to_string()];
+    for n in std::iter::once(name.to_string()).chain(renamed.clone()) {
+        out.extend(shortcut_aliases(&n));
+    }
+    out.extend(renamed);
+    out.dedup();
+    out
+}
+
+/// `layerX.Y.shortcut.conv.*` and `layerX.Y.shortcut.bn.*` as PyTorch code names them.
+fn shortcut_aliases(name: &str) -> Vec<String> {
+    [(".shortcut.conv.", [".shortcut.0.", ".downsample.0."]), (".shortcut.bn.", [".shortcut.1.", ".downsample.1."])]
+        .iter()
+        .filter(|(from, _)| name.contains(from))
+        .flat_map(|(from, to)| to.iter().map(move |t| name.replace(from, t)))
+        .collect()
 }
 
 fn dims(shape: &[usize]) -> String {
@@ -100,4 +123,30 @@ fn dims(shape: &[usize]) -> String {
         return "a scalar".into();
     }
     shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pytorch_names_are_accepted_beside_sprsc_names() {
+        assert_eq!(names("fc1.weight", ParamKind::Weight), ["fc1.weight"]);
+        assert_eq!(names("bn1.scale", ParamKind::BnScale), ["bn1.scale", "bn1.weight"]);
+        assert_eq!(
+            names("layer2.0.shortcut.bn.shift", ParamKind::BnShift),
+            [
+                "layer2.0.shortcut.bn.shift",
+                "layer2.0.shortcut.1.shift",
+                "layer2.0.downsample.1.shift",
+                "layer2.0.shortcut.1.bias",
+                "layer2.0.downsample.1.bias",
+                "layer2.0.shortcut.bn.bias"
+            ]
+        );
+        assert_eq!(
+            names("layer2.0.shortcut.conv.weight", ParamKind::Weight),
+            ["layer2.0.shortcut.conv.weight", "layer2.0.shortcut.0.weight", "layer2.0.downsample.0.weight"]
+        );
+    }
 }
