@@ -102,6 +102,7 @@ fn main() {
                     max_steps: Some(steps),
                     max_eval: Some(BATCH),
                     kernels,
+                    resume: false,
                 };
                 let summary = run(&p, &set, &opts).expect("bench run");
                 println!("step model={model} sparsity={s} threads={threads} ms={:.3}", summary.step_ms);

@@ -58,6 +58,7 @@ fn main() {
         max_steps: None,
         max_eval: None,
         kernels: Default::default(),
+        resume: false,
     };
     if let Err(e) = run(&p, &data, &opts) {
         eprintln!("error[{}]: {e}", e.code());

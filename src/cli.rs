@@ -21,6 +21,7 @@ allowed), 1 the recipe has errors, 2 usage or I/O error.")]
   sprsc run recipes/quickstart.sprs                 train on the built-in synthetic digits
   sprsc check recipes/st3_lenet300.sprs --emit ir   the resolved plan, every default explicit
   sprsc run recipes/st3_lenet300.sprs --recipe st3_lenet300 --set train.epochs=5
+  sprsc run --resume runs/st3_lenet300              continue a killed run from its last checkpoint
   sprsc sweep recipes/gmp_lenet300.sprs             ST-3 vs GMP over targets and seeds
   sprsc explain E0204
 
@@ -48,14 +49,26 @@ pub enum Command {
     },
     /// Train the network a recipe describes and write a run directory.
     Run {
-        /// The .sprs file.
-        file: PathBuf,
+        /// The .sprs file (with `--resume`, default: the file the run started from).
+        #[arg(required_unless_present = "resume")]
+        file: Option<PathBuf>,
         /// Which recipe of the file (required only when the file has several).
         #[arg(long)]
         recipe: Option<String>,
         /// Run directory (default: the recipe's `output { dir }`, else `runs/<recipe>`).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "resume")]
         out: Option<PathBuf>,
+        /// Continue the run in DIR from its newest good checkpoint (`output { checkpoint ... }`);
+        /// refused if the plan changed since it started, unless `--force`.
+        #[arg(long, value_name = "DIR")]
+        resume: Option<PathBuf>,
+        /// With `--resume`: continue even though the plan changed.
+        #[arg(long, requires = "resume")]
+        force: bool,
+        /// Stop after N optimizer steps (smoke tests); `--max-steps 0` evaluates the starting
+        /// weights (a warm start) without training.
+        #[arg(long, value_name = "N")]
+        max_steps: Option<u64>,
         #[command(flatten)]
         training: TrainingArgs,
         /// How to print diagnostics.
@@ -215,12 +228,52 @@ pub enum Emit {
 pub fn main_with(cli: Cli) -> i32 {
     match cli.command {
         Command::Check { file, format, emit, sets } => check(&file, format, emit, &sets),
-        Command::Run { file, recipe, out, training: TrainingArgs { threads, sets, kernels }, format } => {
-            let Some(comp) = compile_reporting(&file, &sets, format) else { return 2 };
+        Command::Run {
+            file,
+            recipe,
+            out,
+            resume,
+            force,
+            max_steps,
+            training: TrainingArgs { threads, sets, kernels },
+            format,
+        } => {
+            // Resuming: the thread count the run started with, unless told otherwise.
+            let started = resume.as_deref().and_then(|d| crate::driver::Invocation::read(d).ok());
+            let threads = threads.or(started.as_ref().and_then(|i| i.threads));
+            let inv = match (file, &resume) {
+                (Some(file), _) => crate::driver::Invocation { file, recipe, sets, threads },
+                // Resuming without a file: the file, recipe and `--set`s the run started with.
+                (None, Some(dir)) => match crate::driver::Invocation::read(dir) {
+                    Ok(i) => crate::driver::Invocation {
+                        recipe: recipe.or(i.recipe),
+                        sets: if sets.is_empty() { i.sets } else { sets },
+                        file: i.file,
+                        threads,
+                    },
+                    Err(e) => {
+                        eprintln!(
+                            "error: cannot read `{}`: {e}; name the recipe file: `sprsc run FILE --resume DIR`",
+                            dir.join(crate::driver::INVOCATION).display()
+                        );
+                        return 2;
+                    }
+                },
+                (None, None) => return 2,
+            };
+            let Some(comp) = compile_reporting(&inv.file, &inv.sets, format) else { return 2 };
             if comp.has_errors() {
                 return 1;
             }
-            run(&comp, recipe.as_deref(), out, threads, kernels.into(), format)
+            let how = RunHow {
+                out: resume.clone().or(out),
+                threads,
+                kernels: kernels.into(),
+                resume: resume.is_some(),
+                force,
+                max_steps,
+            };
+            run(&comp, &inv, how, format)
         }
         Command::Sweep {
             file,
@@ -325,16 +378,19 @@ fn indent(text: &str) -> String {
     text.lines().map(|l| format!("  {l}\n")).collect()
 }
 
-fn run(
-    comp: &Compilation,
-    recipe: Option<&str>,
+/// Where and how `sprsc run` trains.
+struct RunHow {
     out: Option<PathBuf>,
     threads: Option<usize>,
     kernels: crate::exec::LayerKernels,
-    format: Format,
-) -> i32 {
+    resume: bool,
+    force: bool,
+    max_steps: Option<u64>,
+}
+
+fn run(comp: &Compilation, inv: &crate::driver::Invocation, how: RunHow, format: Format) -> i32 {
     let plans = &comp.checked.plans;
-    let plan = match (recipe, plans.as_slice()) {
+    let plan = match (inv.recipe.as_deref(), plans.as_slice()) {
         (Some(name), _) => match plans.iter().find(|p| p.recipe == name) {
             Some(p) => p,
             None => {
@@ -355,7 +411,37 @@ fn run(
         }
     };
     let quiet = format == Format::Json;
-    let opts = crate::exec::RunOptions { out_dir: out, threads, quiet, max_steps: None, max_eval: None, kernels };
+    let dir = how.out.clone().unwrap_or_else(|| PathBuf::from(&plan.output.dir));
+    if how.resume {
+        if dir.join("summary.json").exists() {
+            eprintln!("note: the run in `{}` has finished; nothing to resume", dir.display());
+            return 0;
+        }
+        if let Err(d) = crate::driver::check_resume(&dir, plan, how.force) {
+            report(&[d], comp, format);
+            return 1;
+        }
+    }
+    let file = std::fs::canonicalize(&inv.file).unwrap_or_else(|_| inv.file.clone());
+    let inv = crate::driver::Invocation {
+        file,
+        recipe: Some(plan.recipe.clone()),
+        sets: inv.sets.clone(),
+        threads: how.threads,
+    };
+    if let Err(e) = inv.write(&dir) {
+        eprintln!("error: cannot write `{}`: {e}", dir.display());
+        return 2;
+    }
+    let opts = crate::exec::RunOptions {
+        out_dir: how.out,
+        threads: how.threads,
+        quiet,
+        max_steps: how.max_steps,
+        max_eval: None,
+        kernels: how.kernels,
+        resume: how.resume,
+    };
     match crate::driver::run_plan(comp, plan, &opts) {
         Ok(summary) => {
             report(&summary.warnings, comp, format);

@@ -36,6 +36,58 @@ pub fn run_plan(comp: &Compilation, plan: &Plan, opts: &RunOptions) -> Result<Ru
     crate::exec::run(plan, &data, &opts).map_err(|e| e.to_diagnostic(plan.span))
 }
 
+/// Before resuming the run in `dir`: the plan it started with (`plan.txt`) must be the plan now,
+/// or E0711 shows the line diff between them; `force` resumes anyway (with a note of the diff).
+/// A directory without `plan.txt` has nothing to compare.
+pub fn check_resume(dir: &Path, plan: &Plan, force: bool) -> Result<(), Diagnostic> {
+    let Ok(old) = std::fs::read_to_string(dir.join("plan.txt")) else { return Ok(()) };
+    let new = plan.to_string();
+    if old == new {
+        return Ok(());
+    }
+    let diff = similar::TextDiff::from_lines(&old, &new)
+        .unified_diff()
+        .context_radius(1)
+        .header("plan of the run", "plan now")
+        .to_string();
+    if force {
+        eprintln!("note: resuming with a plan that changed since the run started (--force):\n{diff}");
+        return Ok(());
+    }
+    Err(Diagnostic::error("E0711", format!("the plan changed since the run in `{}` started", dir.display()))
+        .at(plan.span, "resuming this recipe")
+        .with_note(format!("what changed:\n{diff}"))
+        .with_help("resume with the recipe (and `--set`s) the run started with, or pass `--force` to continue from the last checkpoint under the new plan"))
+}
+
+/// What `sprsc run` was given, kept in the run directory (`invocation.json`) so that
+/// `sprsc run --resume DIR` needs nothing else.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Invocation {
+    /// The recipe file, absolute.
+    pub file: PathBuf,
+    pub recipe: Option<String>,
+    pub sets: Vec<String>,
+    /// `--threads`, so a resumed run trains on as many (and stays bit-identical) even when it
+    /// was killed before its first checkpoint.
+    #[serde(default)]
+    pub threads: Option<usize>,
+}
+
+pub const INVOCATION: &str = "invocation.json";
+
+impl Invocation {
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        write_atomic(&dir.join(INVOCATION), json.as_bytes())
+    }
+
+    pub fn read(dir: &Path) -> std::io::Result<Invocation> {
+        serde_json::from_slice(&std::fs::read(dir.join(INVOCATION))?).map_err(std::io::Error::other)
+    }
+}
+
 /// The run directory records what ran: the source file and the resolved plan (every default
 /// explicit, `--set` overrides applied).
 fn write_recipe(dir: &Path, comp: &Compilation, plan: &Plan) -> std::io::Result<()> {

@@ -69,6 +69,15 @@ fn emitted(code: &str, text: &str) -> BTreeSet<String> {
                     // Runs go to the temp dir unless the example names its own directory.
                     let default_dir = plan.output.dir == format!("runs/{}", plan.recipe);
                     let dir = if default_dir { tmp.join("run") } else { plan.output.dir.clone().into() };
+                    // `<!-- resume -->`: the example resumes the run in its directory, as
+                    // `sprsc run --resume` does.
+                    let resume = text.contains("<!-- resume -->");
+                    if resume {
+                        if let Err(d) = sprsc::driver::check_resume(&dir, plan, false) {
+                            codes.insert(d.code.to_string());
+                            continue;
+                        }
+                    }
                     let opts = sprsc::exec::RunOptions {
                         out_dir: Some(dir),
                         threads: Some(1),
@@ -76,6 +85,7 @@ fn emitted(code: &str, text: &str) -> BTreeSet<String> {
                         max_steps: Some(5),
                         max_eval: Some(256),
                         kernels: Default::default(),
+                        resume,
                     };
                     match sprsc::exec::run(plan, &data, &opts) {
                         Err(e) => {

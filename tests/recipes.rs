@@ -86,6 +86,7 @@ fn shipped_recipes_train_a_few_steps() {
                 max_steps: Some(2),
                 max_eval: Some(256),
                 kernels: Default::default(),
+                resume: false,
             };
             match sprsc::exec::run(plan, &data, &opts) {
                 Ok(s) => {

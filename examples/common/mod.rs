@@ -124,7 +124,7 @@ pub fn plan(mut model: Model, target: f64, batch: usize) -> Plan {
         span: Span::default(),
     };
     let data = DataSpec { dataset: Dataset::Mnist, path: None, val: 0, augment: vec![], span: Span::default() };
-    let output = Output { dir: "runs/bench".into(), checkpoint_every: None, plots: false };
+    let output = Output { dir: "runs/bench".into(), checkpoint: None, plots: false };
     let recipe = model.name.clone();
     let init = InitSpec::pytorch();
     sprsc::ir::lower::resolve_inits(&mut model.params, &init);

@@ -6,7 +6,7 @@ use crate::diagnostics::Diagnostic;
 use crate::ir::plan::{BiasInit, Fan, InitSpec, WeightInit};
 use crate::syntax::ast::{Statement, Value};
 
-pub const INIT_KEYS: &[&str] = &["weights", "bias", "layer", "sparse"];
+pub const INIT_KEYS: &[&str] = &["weights", "bias", "layer", "sparse", "from"];
 const WEIGHT_INITS: &[&str] =
     &["pytorch", "kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "orthogonal", "normal"];
 
@@ -49,6 +49,10 @@ pub fn init(sink: &mut Sink, s: Option<&Statement>) -> Option<InitSpec> {
     }
     if let Some(st) = b.one("sparse") {
         spec.sparse = single(sink, st, "sparse true").and_then(|v| r::boolean(sink, v))?;
+    }
+    if let Some(st) = b.one("from") {
+        let path = single(sink, st, "from \"lenet300.safetensors\"").and_then(|v| r::string(sink, v))?;
+        spec.from = Some((path.to_string(), st.span));
     }
     Some(spec)
 }

@@ -126,7 +126,7 @@ fn lr_schedule(sink: &mut Sink, v: &Value) -> Option<LrSchedule> {
 }
 
 pub fn output(sink: &mut Sink, s: Option<&Statement>, recipe: &str) -> Option<Output> {
-    let mut out = Output { dir: format!("runs/{recipe}"), checkpoint_every: None, plots: true };
+    let mut out = Output { dir: format!("runs/{recipe}"), checkpoint: None, plots: true };
     let Some(s) = s else { return Some(out) };
     check_block_use(sink, s, true);
     let block = s.block.as_ref()?;
@@ -137,20 +137,25 @@ pub fn output(sink: &mut Sink, s: Option<&Statement>, recipe: &str) -> Option<Ou
     if let Some(st) = b.one("checkpoint") {
         let mut a = Args::of_statement(sink, st);
         let every = a.require(sink, 0, "every", "checkpoint every: 10 epochs");
-        a.finish(sink, &["every"]);
-        out.checkpoint_every = match &every?.kind {
-            ValueKind::Duration(n, crate::syntax::ast::TimeUnit::Epochs) if *n >= 1.0 && n.fract() == 0.0 => {
-                Some(*n as u64)
-            }
-            _ => {
-                sink.push(
-                    Diagnostic::error("E0202", "checkpoints are taken every whole number of epochs")
-                        .at(every?.span, "expected a number of epochs")
-                        .with_help("for example `checkpoint every: 10 epochs`"),
-                );
-                return None;
-            }
+        let keep = a.named("keep").map_or(Some(2), |v| r::int(sink, v, "keep", 1, 1000));
+        a.finish(sink, &["every", "keep"]);
+        let every_value = every?;
+        let every = match &every_value.kind {
+            ValueKind::Duration(n, unit) if *n >= 1.0 && n.fract() == 0.0 => match unit {
+                crate::syntax::ast::TimeUnit::Epochs => Some(Time::Epochs(*n)),
+                crate::syntax::ast::TimeUnit::Steps => Some(Time::Steps(*n as u64)),
+            },
+            _ => None,
         };
+        let Some(every) = every else {
+            sink.push(
+                Diagnostic::error("E0202", "checkpoints are taken every whole number of steps or epochs")
+                    .at(every_value.span, "expected a whole number of steps or epochs")
+                    .with_help("for example `checkpoint every: 10 epochs` or `checkpoint every: 500 steps, keep: 3`"),
+            );
+            return None;
+        };
+        out.checkpoint = Some(Checkpoint { every, keep: keep? as usize, span: st.span });
     }
     if let Some(st) = b.one("plots") {
         out.plots = single(sink, st, "plots true").and_then(|v| r::boolean(sink, v))?;

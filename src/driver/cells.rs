@@ -142,12 +142,7 @@ pub fn row(cell: &Cell, outcome: &Outcome) -> Option<SweepRow> {
 /// FNV-1a, 64 bit: stable across platforms, Rust versions and runs (std's `DefaultHasher` is
 /// not), and enough to notice a changed plan; nothing here needs a cryptographic hash.
 pub fn plan_hash(text: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    crate::report::checkpoint::fnv1a(text.as_bytes())
 }
 
 /// Every cell of the sweep, in index order; run directories go inside `out`.

@@ -351,6 +351,7 @@ fn both_techniques_train_end_to_end() {
         max_steps: Some(6),
         max_eval: None,
         kernels: Default::default(),
+        resume: false,
     };
     let summary = crate::exec::run(&plan, &data, &opts).unwrap();
     assert!(summary.test_loss.is_finite());

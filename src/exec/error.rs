@@ -32,6 +32,12 @@ pub enum RunError {
     )]
     OutOfMemory { needed: u64, available: u64, detail: String, span: Span },
 
+    #[error("cannot read the trained weights `{path}`: {why}")]
+    WarmStartFile { path: String, why: String, span: Span },
+
+    #[error("the trained weights `{path}` do not fit the model: {first}")]
+    WarmStartMismatch { path: String, first: String, rest: Vec<String>, span: Span },
+
     #[error("internal error: the plan is inconsistent: {msg}")]
     Plan { msg: String, span: Span },
 
@@ -50,6 +56,8 @@ impl RunError {
             RunError::KernelCompile { .. } => "E0707",
             RunError::ScoreOverflow { .. } => "E0708",
             RunError::OutOfMemory { .. } => "E0710",
+            RunError::WarmStartFile { .. } => "E0712",
+            RunError::WarmStartMismatch { .. } => "E0713",
         }
     }
 
@@ -69,6 +77,16 @@ impl RunError {
                  (`sprsc check --emit ir` prints the estimate; ${} overrides what is available)",
                 super::memory::AVAILABLE_VAR
             ),
+            RunError::WarmStartFile { .. } => {
+                "`init { from \"PATH\" }` reads a safetensors file of f32 tensors (a relative path is from \
+                 the working directory)"
+                    .into()
+            }
+            RunError::WarmStartMismatch { .. } => {
+                "the file's names and shapes must be the model's (`sprsc check --emit ir` lists its params; \
+                 PyTorch `state_dict` names)"
+                    .into()
+            }
             RunError::Plan { .. } | RunError::KernelCompile { .. } => {
                 "this is a bug in sprsc; please report it with the recipe".into()
             }
@@ -83,7 +101,9 @@ impl RunError {
             | RunError::Plan { span, .. }
             | RunError::KernelCompile { span, .. }
             | RunError::ScoreOverflow { span, .. }
-            | RunError::OutOfMemory { span, .. } => Some(*span),
+            | RunError::OutOfMemory { span, .. }
+            | RunError::WarmStartFile { span, .. }
+            | RunError::WarmStartMismatch { span, .. } => Some(*span),
             RunError::Io { .. } => None,
         }
     }
@@ -97,8 +117,20 @@ impl RunError {
 impl RunError {
     /// The presentation form, pointing at the recipe line responsible (else at `fallback`).
     pub fn to_diagnostic(&self, fallback: Span) -> crate::diagnostics::Diagnostic {
-        let d = crate::diagnostics::Diagnostic::error(self.code(), self.to_string())
-            .at(self.span().unwrap_or(fallback), "while running this");
+        let label = match self {
+            RunError::WarmStartFile { .. } | RunError::WarmStartMismatch { .. } => "starting from this file",
+            _ => "while running this",
+        };
+        let mut d = crate::diagnostics::Diagnostic::error(self.code(), self.to_string())
+            .at(self.span().unwrap_or(fallback), label);
+        if let RunError::WarmStartMismatch { rest, .. } = self {
+            for r in rest.iter().take(20) {
+                d = d.with_note(r.clone());
+            }
+            if rest.len() > 20 {
+                d = d.with_note(format!("and {} more", rest.len() - 20));
+            }
+        }
         match self.help() {
             Some(h) => d.with_help(h),
             None => d,

@@ -66,7 +66,7 @@ pub fn plan(mut model: Model, sparsity: Sparsity, train: Train) -> Plan {
         sparsity,
         techniques: vec![],
         train,
-        output: Output { dir: "runs/golden".into(), checkpoint_every: None, plots: false },
+        output: Output { dir: "runs/golden".into(), checkpoint: None, plots: false },
         kernels: vec![],
     }
 }

@@ -22,6 +22,7 @@ fn opts(name: &str) -> RunOptions {
         max_steps: None,
         max_eval: None,
         kernels: Default::default(),
+        resume: false,
     }
 }
 
@@ -258,7 +259,8 @@ fn conv_network_trains_with_adam() {
         Optimizer::Adam { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, decoupled: true };
     train.lr = LrSchedule::Cosine { warmup: Time::Steps(3) };
     let mut p = plan(model, sparsity(0.0, Schedule::Constant, Update::Hard), train);
-    p.output.checkpoint_every = Some(1);
+    p.output.checkpoint =
+        Some(crate::ir::plan::Checkpoint { every: Time::Epochs(1.0), keep: 2, span: Span::default() });
     let data = blobs([2, 6, 6], 3, 96, 30, 2);
     let s = run(&p, &data, &opts("conv")).unwrap();
     let first: f32 = s.losses[..4].iter().sum::<f32>() / 4.0;

@@ -24,6 +24,7 @@ fn opts(name: &str) -> RunOptions {
         max_steps: None,
         max_eval: None,
         kernels: Default::default(),
+        resume: false,
     }
 }
 

@@ -6,7 +6,8 @@
 //! batch; above it the training loop (`train/`) over named parts: `params` (buffers and
 //! initialisation), `optimizer`, `sparsity/` (initial masks, scores, update rules), `jit` (the
 //! run's compiled step kernels), `lr`, `techniques/` (run-time techniques: GradInit, label
-//! smoothing). Everything but [`run`], [`RunOptions`] and [`RunError`] is crate-internal.
+//! smoothing), `warm_start` (`init { from }`: trained tensors in place of the drawn ones).
+//! Everything but [`run`], [`RunOptions`] and [`RunError`] is crate-internal.
 
 pub(crate) mod backend;
 pub mod error;
@@ -19,6 +20,7 @@ pub(crate) mod params;
 pub(crate) mod sparsity;
 pub(crate) mod techniques;
 pub(crate) mod train;
+pub(crate) mod warm_start;
 
 use std::path::PathBuf;
 
@@ -40,6 +42,9 @@ pub struct RunOptions {
     pub max_steps: Option<u64>,
     /// Evaluate on at most this many examples of each split (tests).
     pub max_eval: Option<usize>,
+    /// Continue from the run directory's newest good checkpoint (`sprsc run --resume`), with
+    /// its thread count unless `threads` says otherwise.
+    pub resume: bool,
     /// Dense or sparse products for masked layers.
     pub kernels: LayerKernels,
 }
@@ -101,7 +106,10 @@ impl Stream {
 pub fn run(plan: &Plan, data: &DataSet, opts: &RunOptions) -> Result<RunSummary, RunError> {
     // Before the first allocation the size of the model: a refusal, not an abort.
     memory::check(plan, data)?;
-    let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let dir = opts.out_dir.clone().unwrap_or_else(|| plan.output.dir.clone().into());
+    let resumed_threads = if opts.resume { train::checkpoint_threads(&dir) } else { None };
+    let threads =
+        opts.threads.or(resumed_threads).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     // dfdx's matmul and our ops use rayon's current pool, so installing a local pool fixes
     // the thread count (and with it the summation order) for the whole run.
     let pool = rayon::ThreadPoolBuilder::new()

@@ -26,6 +26,7 @@ fn train(p: &Plan, data: &DataSet, kernels: LayerKernels, name: &str) -> Outcome
         max_steps: None,
         max_eval: None,
         kernels,
+        resume: false,
     };
     let mut tr = Trainer::new(p, data, &o, 2).unwrap();
     tr.lottery_rounds().unwrap();

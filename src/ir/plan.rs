@@ -368,13 +368,23 @@ pub struct InitSpec {
     /// Evci et al. (2022)'s sparse init: once the initial masks are set, each output unit's kept
     /// weights are scaled by `sqrt(fan_in / kept fan-in)`, so its variance matches its real fan-in.
     pub sparse: bool,
+    /// `from "weights.safetensors"`: trained tensors (PyTorch `state_dict` names) replace the
+    /// drawn ones, with the statement's span.
+    pub from: Option<(String, Span)>,
     /// The `init` block, if the recipe has one.
     pub span: Option<Span>,
 }
 
 impl InitSpec {
     pub fn pytorch() -> InitSpec {
-        InitSpec { weights: WeightInit::Pytorch, bias: BiasInit::Pytorch, layers: vec![], sparse: false, span: None }
+        InitSpec {
+            weights: WeightInit::Pytorch,
+            bias: BiasInit::Pytorch,
+            layers: vec![],
+            sparse: false,
+            from: None,
+            span: None,
+        }
     }
 }
 
@@ -664,7 +674,16 @@ pub enum Loss {
 pub struct Output {
     /// Run directory; default `runs/<recipe>`.
     pub dir: String,
-    /// Save weights every this many epochs (`None`: only at the end).
-    pub checkpoint_every: Option<u64>,
+    /// Resumable checkpoints (`None`: weights only at the end, nothing to resume from).
+    pub checkpoint: Option<Checkpoint>,
     pub plots: bool,
+}
+
+/// `checkpoint every: 500 steps, keep: 2`: a resumable checkpoint of the whole training state
+/// every `every` (whole steps or epochs), the last `keep` of them kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub every: Time,
+    pub keep: usize,
+    pub span: Span,
 }

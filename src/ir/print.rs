@@ -342,6 +342,9 @@ impl Display for Plan {
             writeln!(s, "    layer {layer:?} {how}")?;
         }
         writeln!(s, "    sparse {}", init.sparse)?;
+        if let Some((path, _)) = &init.from {
+            writeln!(s, "    from {path:?}")?;
+        }
         let sp = &self.sparsity;
         writeln!(s, "  sparsity")?;
         writeln!(s, "    target {}", pct(sp.target))?;
@@ -378,8 +381,8 @@ impl Display for Plan {
         let o = &self.output;
         writeln!(s, "  output")?;
         writeln!(s, "    dir {:?}", o.dir)?;
-        match o.checkpoint_every {
-            Some(c) => writeln!(s, "    checkpoint every {c} epochs")?,
+        match &o.checkpoint {
+            Some(c) => writeln!(s, "    checkpoint every {} keep {}", c.every, c.keep)?,
             None => writeln!(s, "    checkpoint at end")?,
         }
         writeln!(s, "    plots {}", o.plots)?;

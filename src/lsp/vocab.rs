@@ -87,7 +87,7 @@ pub const ARGS: &[(&str, &[&str])] = &[
     ("dense", &["bias", "name"]),
     ("maxpool", &["stride", "name"]),
     ("avgpool", &["stride", "name"]),
-    ("checkpoint", &["every"]),
+    ("checkpoint", &["every", "keep"]),
     ("lenet300_100", &["width", "classes"]),
     ("lenet5_caffe", &["width", "classes"]),
     ("vgg16", &["width", "classes"]),

@@ -3,6 +3,7 @@
 //! [`rundir`]; plots, see [`plots`]), FLOP counts ([`flops`]), and the text report printed at
 //! the end.
 
+pub mod checkpoint;
 pub mod flops;
 pub mod plots;
 pub mod rundir;
@@ -10,7 +11,7 @@ pub mod sweep;
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use rundir::RunDir;
 
@@ -26,7 +27,7 @@ pub struct LayerSparsity {
 }
 
 /// One line of `metrics.jsonl`, written at each evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// The lottery round (1-based) this line's training belongs to; absent for the final run.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -15,7 +15,7 @@ use super::rundir::write_atomic;
 use super::Metrics;
 
 /// Learning rate and per-tensor sparsity at one step of the run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TracePoint {
     /// The step counted over the whole run (lottery rounds one after another).
     pub step: u64,
@@ -26,7 +26,7 @@ pub struct TracePoint {
 }
 
 /// What the engine records for the plots: the masked tensors and samples over steps.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Trace {
     pub names: Vec<String>,
     pub points: Vec<TracePoint>,

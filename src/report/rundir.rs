@@ -1,6 +1,7 @@
 //! The run directory. In: metrics, summary and named tensors. Out: `metrics.jsonl` (one JSON
 //! object per evaluation), `summary.json`, and safetensors files (`weights.safetensors`,
-//! `masks.safetensors`) with f32 tensors under their param names.
+//! `masks.safetensors`) with f32 tensors under their param names, and checkpoints (see
+//! [`super::checkpoint`]).
 //!
 //! Every file is written whole and atomically ([`write_atomic`]: a temporary file in the same
 //! directory, fsync, rename), so a run killed at any moment leaves each file either as it was or
@@ -11,7 +12,6 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Dtype, TensorView};
 use serde::Serialize;
 
 use super::{Metrics, RunSummary};
@@ -63,9 +63,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 impl RunDir {
     /// Creates the directory, empties `metrics.jsonl` and removes what an earlier run in the
-    /// same directory finished with (its summary and plots).
-    pub fn create(path: &Path) -> io::Result<RunDir> {
+    /// same directory finished with (its summary and plots); a fresh run (not `resuming`) also
+    /// removes the earlier run's checkpoints.
+    pub fn create(path: &Path, resuming: bool) -> io::Result<RunDir> {
         fs::create_dir_all(path)?;
+        let checkpoints = path.join(super::checkpoint::FOLDER);
+        if !resuming && checkpoints.exists() {
+            fs::remove_dir_all(checkpoints)?;
+        }
         for f in OUTCOMES {
             match fs::remove_file(path.join(f)) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -87,17 +92,18 @@ impl RunDir {
     }
 
     pub fn write_tensors(&self, file: &str, tensors: &[Named]) -> io::Result<()> {
-        let bytes: Vec<Vec<u8>> =
-            tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
-        let views = tensors
-            .iter()
-            .zip(&bytes)
-            .map(|((name, shape, _), b)| {
-                Ok((name.clone(), TensorView::new(Dtype::F32, shape.clone(), b).map_err(io::Error::other)?))
-            })
-            .collect::<io::Result<Vec<_>>>()?;
-        let out = safetensors::serialize(views, &None).map_err(io::Error::other)?;
-        write_atomic(&self.path.join(file), &out)
+        write_atomic(&self.path.join(file), &super::checkpoint::tensor_bytes(tensors)?)
+    }
+
+    /// The metrics lines of a checkpoint a run resumes from: `metrics.jsonl` as it was then.
+    pub fn restore_metrics(&mut self, lines: String) -> io::Result<()> {
+        self.metrics = lines;
+        write_atomic(&self.path.join("metrics.jsonl"), self.metrics.as_bytes())
+    }
+
+    /// Every metrics line so far (what a checkpoint stores).
+    pub fn metrics(&self) -> &str {
+        &self.metrics
     }
 }
 
@@ -132,7 +138,7 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("summary.json"), "{}").unwrap();
         fs::write(dir.join("metrics.jsonl"), "old\n").unwrap();
-        RunDir::create(&dir).unwrap();
+        RunDir::create(&dir, false).unwrap();
         assert!(!dir.join("summary.json").exists());
         assert_eq!(fs::read(dir.join("metrics.jsonl")).unwrap(), b"");
         fs::remove_dir_all(&dir).unwrap();

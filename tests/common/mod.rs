@@ -160,9 +160,18 @@ pub fn setup_file(dir: &Path, line: &str) {
         "labels" => idx_labels(&cycle_labels(num(1))),
         "bytes" => vec![0; num(1)],
         "cifar" => cifar_records(num(1)),
+        // `safetensors NAME 3x2`: one f32 tensor of zeros.
+        "safetensors" => {
+            let shape: Vec<usize> = words[2].split('x').map(|d| d.parse().unwrap()).collect();
+            let data = vec![0u8; 4 * shape.iter().product::<usize>()];
+            let view = safetensors::tensor::TensorView::new(safetensors::tensor::Dtype::F32, shape, &data).unwrap();
+            safetensors::serialize(vec![(words[1].to_string(), view)], &None).unwrap()
+        }
         other => panic!("unknown setup `{other}` in `{line}`"),
     };
-    std::fs::write(dir.join(file.trim()), bytes).unwrap();
+    let path = dir.join(file.trim());
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
 }
 
 /// A sweep of two recipes x two targets x two seeds on `synthetic_digits`: eight cells, about

@@ -22,7 +22,7 @@ mod rules;
 pub mod scores;
 
 pub use masks::set_initial_masks;
-pub use rules::Regrow;
+pub use rules::{Regrow, RuleState};
 
 use rules::{magnitude_group, Fixed, Frozen, PruneRegrow, Scheduled, SoftThreshold, UpdateRule};
 
@@ -164,6 +164,19 @@ impl Sparsifier {
             let n: usize = ps.iter().map(|p| p.raw.len()).sum();
             magnitude_group(&mut ps, zeros_for(s, n));
         }
+    }
+
+    /// The update rule's state, for a checkpoint.
+    pub fn save(&self) -> RuleState {
+        self.rule.save()
+    }
+
+    /// Back to a checkpoint's state (past `freeze at`, the rule is [`Frozen`]).
+    pub fn load(&mut self, state: &RuleState) {
+        if state.frozen {
+            self.rule = Box::new(Frozen);
+        }
+        self.rule.load(state);
     }
 
     /// Target sparsity of each masked param's group after `t` steps, by param index.

@@ -48,6 +48,25 @@ pub trait UpdateRule {
     fn is_frozen(&self) -> bool {
         false
     }
+
+    /// What the next steps depend on beyond the params (a checkpoint's share).
+    fn save(&self) -> RuleState {
+        RuleState::default()
+    }
+
+    /// Back to a state [`UpdateRule::save`] returned.
+    fn load(&mut self, _state: &RuleState) {}
+}
+
+/// An update rule's own state in a checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RuleState {
+    /// `Scheduled`'s zeros in place per group.
+    pub applied: Option<Vec<Option<usize>>>,
+    /// SET's random stream: its word position (a `u128` as text).
+    pub regrowth: Option<String>,
+    /// Past `freeze at`.
+    pub frozen: bool,
 }
 
 /// `hard` under any schedule: each group's mask follows its scheduled number of zeros. When the
@@ -97,6 +116,16 @@ impl UpdateRule for Scheduled {
             .zip(sparsity)
             .zip(&self.applied)
             .any(|((g, s), cur)| cur.is_some_and(|cur| zeros_for(*s, super::group_len(params, g)) < cur))
+    }
+
+    fn save(&self) -> RuleState {
+        RuleState { applied: Some(self.applied.clone()), ..RuleState::default() }
+    }
+
+    fn load(&mut self, state: &RuleState) {
+        if let Some(a) = &state.applied {
+            self.applied = a.clone();
+        }
     }
 }
 
@@ -157,6 +186,17 @@ impl UpdateRule for PruneRegrow {
         self.scheduled.grows_by_gradient(groups, sparsity, next, params)
             || (self.regrow.grow == Growth::Gradient && self.regrow.fraction(next) > 0.0)
     }
+
+    fn save(&self) -> RuleState {
+        RuleState { regrowth: Some(self.rng.get_word_pos().to_string()), ..self.scheduled.save() }
+    }
+
+    fn load(&mut self, state: &RuleState) {
+        self.scheduled.load(state);
+        if let Some(pos) = state.regrowth.as_ref().and_then(|p| p.parse().ok()) {
+            self.rng.set_word_pos(pos);
+        }
+    }
 }
 
 /// The mask method owns the masks (`lottery`: each round's mask is set by `lottery_prune`).
@@ -192,6 +232,10 @@ impl UpdateRule for Frozen {
 
     fn is_frozen(&self) -> bool {
         true
+    }
+
+    fn save(&self) -> RuleState {
+        RuleState { frozen: true, ..RuleState::default() }
     }
 }
 

@@ -27,10 +27,22 @@ impl Trainer<'_> {
         let MaskMethod::Lottery { rounds, rate, rewind } = self.plan.sparsity.mask else {
             return Ok(());
         };
+        // Nothing to train (`--max-steps 0`): the starting weights are evaluated as they are.
+        if self.step_limit() == 0 {
+            return Ok(());
+        }
         // A rewind point past the run rewinds to the last step's weights.
         let rewind_step = self.clock.at(rewind).min(self.step_limit() - 1);
-        for round in 1..=rounds {
-            self.lottery = Some(Lottery { round, rewind_step, snapshot: None });
+        // A resumed run continues its round, or is past the rounds.
+        let first = match (&self.lottery, self.resumed) {
+            (Some(l), _) => l.round,
+            (None, true) => return Ok(()),
+            (None, false) => 1,
+        };
+        for round in first..=rounds {
+            if self.lottery.as_ref().is_none_or(|l| l.round != round) {
+                self.lottery = Some(Lottery { round, rewind_step, snapshot: None });
+            }
             self.train_epochs()?;
             if self.stopped.is_some() {
                 break;

@@ -6,8 +6,10 @@
 //! The parts each live in their own file: `params` (buffers and initialisation), `optimizer`
 //! (clipping and the update), `sparsity` (masks and update rules), `graph` (the network),
 //! `techniques` (run-time techniques), `lottery` (rounds and rewinding), `finish` (evaluation,
-//! summary, saved tensors).
+//! summary, saved tensors), `checkpoint` (the state between two steps, saved and restored:
+//! `--resume`).
 
+mod checkpoint;
 mod finish;
 mod lottery;
 mod trace;
@@ -29,11 +31,18 @@ use super::techniques::RunTechniques;
 use super::{RunOptions, Stream};
 use crate::data::{epoch_order, DataSet};
 use crate::diagnostics::Diagnostic;
-use crate::ir::plan::{Clock, Plan};
+use crate::ir::plan::{Checkpoint, Clock, Plan, Time};
 use crate::report::plots::{Evaluation, Trace};
 use crate::report::{Metrics, RunDir, RunSummary};
 
+pub use checkpoint::checkpoint_threads;
 pub use lottery::Lottery;
+
+use checkpoint::Position;
+
+/// Testing hook: with this set to N, the process aborts (no cleanup, as a kill would) before
+/// the step N of the whole run, just after any checkpoint due there is written.
+pub const ABORT_VAR: &str = "SPRSC_ABORT_AT_STEP";
 
 pub struct Trainer<'a> {
     pub(crate) plan: &'a Plan,
@@ -65,6 +74,12 @@ pub struct Trainer<'a> {
     /// learning rate: what the plots draw.
     pub(crate) evaluations: Vec<Evaluation>,
     pub(crate) trace: Trace,
+    /// Where a resumed run continues (taken by the next `train_epochs`).
+    resume_at: Option<Position>,
+    /// Whether this run continues from a checkpoint.
+    resumed: bool,
+    /// [`ABORT_VAR`].
+    abort_at: Option<u64>,
     /// Wall-clock milliseconds of each training step.
     step_ms: Vec<f32>,
     /// Gathered arrays of the sparse layers' optimizer update, reused across steps.
@@ -102,6 +117,7 @@ impl<'a> Trainer<'a> {
         let mut params = params::init(plan);
         let kernels = StepKernels::compile(plan)?;
         let mut graph = Graph::build(&plan.model, clock)?;
+        super::warm_start::load(plan, &mut params, &mut graph.bn)?;
         let mut sparsifier = Sparsifier::new(plan, clock);
         sparsity::set_initial_masks(plan, &mut sparsifier, &mut params, &mut graph, data, &kernels)?;
         if plan.init.sparse {
@@ -109,7 +125,7 @@ impl<'a> Trainer<'a> {
         }
         let lr = Lr::new(&plan.train.lr, plan.train.optimizer.lr(), steps_per_epoch, clock.total_steps);
         let dir = opts.out_dir.clone().unwrap_or_else(|| plan.output.dir.clone().into());
-        let rundir = RunDir::create(&dir).map_err(RunError::io(&dir))?;
+        let rundir = RunDir::create(&dir, opts.resume).map_err(RunError::io(&dir))?;
         Ok(Trainer {
             plan,
             data,
@@ -134,6 +150,9 @@ impl<'a> Trainer<'a> {
             started: Instant::now(),
             evaluations: Vec::new(),
             trace: Trace::default(),
+            resume_at: None,
+            resumed: false,
+            abort_at: std::env::var(ABORT_VAR).ok().and_then(|v| v.parse().ok()),
             step_ms: Vec::new(),
             update_scratch: Default::default(),
         })
@@ -155,7 +174,11 @@ impl<'a> Trainer<'a> {
     }
 
     pub fn run(mut self) -> Result<RunSummary, RunError> {
-        super::techniques::before_training(&mut self)?;
+        self.resumed = self.resume()?;
+        // A checkpoint is taken after GradInit: its result is in the weights.
+        if !self.resumed {
+            super::techniques::before_training(&mut self)?;
+        }
         self.lottery_rounds()?;
         let epochs_run = if self.stopped.is_none() { self.train_epochs()? } else { 0 };
         self.finish(epochs_run)
@@ -173,16 +196,28 @@ impl<'a> Trainer<'a> {
     pub(crate) fn train_epochs(&mut self) -> Result<u64, RunError> {
         let pb = self.progress_bar();
         let (batch, n) = (self.plan.train.batch, self.data.train.len);
-        let mut epochs_run = 0;
-        for epoch in 0..self.plan.train.epochs {
+        let start = self.resume_at.take();
+        let first_epoch = start.map_or(0, |p| p.epoch);
+        let mut epochs_run = first_epoch;
+        for epoch in first_epoch..self.plan.train.epochs {
             if self.step >= self.step_limit() {
                 break;
             }
             let order = epoch_order(n, self.plan.seed, epoch);
-            let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-            for idx in order.chunks_exact(batch) {
+            let resumed_here = start.filter(|p| p.epoch == epoch);
+            let (mut loss_sum, mut correct, mut seen) =
+                resumed_here.map_or((0.0f64, 0usize, 0usize), |p| (p.loss_sum, p.correct, p.seen));
+            pb.set_position(self.step);
+            for (index, idx) in order.chunks_exact(batch).enumerate().skip(resumed_here.map_or(0, |p| p.index)) {
                 if self.step >= self.step_limit() {
                     break;
+                }
+                // The checkpoint a resumed run started from is not written again.
+                if self.checkpoint_due() && resumed_here.is_none_or(|p| p.index != index) {
+                    self.save_checkpoint(Position { epoch, index, loss_sum, correct, seen })?;
+                }
+                if self.abort_at == Some(self.run_step()) {
+                    std::process::abort();
                 }
                 let t0 = Instant::now();
                 let (loss, ok) = self.train_step(idx)?;
@@ -216,8 +251,9 @@ impl<'a> Trainer<'a> {
                     break;
                 }
             }
-            if let Some(every) = self.plan.output.checkpoint_every {
-                if (epoch + 1).is_multiple_of(every.max(1)) && !last {
+            // An epoch cadence also saves the effective weights of each checkpointed epoch.
+            if let Some(Checkpoint { every: Time::Epochs(e), .. }) = &self.plan.output.checkpoint {
+                if (epoch + 1).is_multiple_of((*e as u64).max(1)) && !last {
                     self.load_weights()?;
                     self.save_weights(&format!("weights-epoch{}.safetensors", epoch + 1))?;
                 }
@@ -249,19 +285,7 @@ impl<'a> Trainer<'a> {
         };
         let epochs = self.step as f64 / self.clock.steps_per_epoch as f64;
         let epochs = if epochs == 1.0 { "1 epoch".to_string() } else { format!("{epochs} epochs") };
-        let mut d = Diagnostic::warning("W0701", format!("the run is not learning: {why} after {epochs}"))
-            .at(self.plan.train.span, "trained with this optimizer")
-            .with_help(
-                "lower the learning rate or warm it up (`lr cosine(warmup: 1 epoch)`), or start from PyTorch's \
-                 default init (`init { weights pytorch }`: logits start small, so ReLUs do not die); \
-                 `not_learning(action: stop)` ends such runs early",
-            );
-        if let Some(span) = self.plan.init.span {
-            d = d.with_secondary(span, "from this initialisation");
-        }
-        if let Some(span) = nl.span {
-            d = d.with_secondary(span, "checked here");
-        }
+        let d = self.not_learning_warning(format!("the run is not learning: {why} after {epochs}"));
         if !self.opts.quiet {
             eprintln!("warning[W0701]: the run is not learning: {why} after {epochs}");
         }
@@ -269,6 +293,23 @@ impl<'a> Trainer<'a> {
         if nl.stop {
             self.stopped = Some(format!("not learning: {why}"));
         }
+    }
+
+    /// W0701 with `message`, pointing at the optimizer, the `init` block and `not_learning`.
+    fn not_learning_warning(&self, message: String) -> Diagnostic {
+        let mut d =
+            Diagnostic::warning("W0701", message).at(self.plan.train.span, "trained with this optimizer").with_help(
+                "lower the learning rate or warm it up (`lr cosine(warmup: 1 epoch)`), or start from PyTorch's \
+             default init (`init { weights pytorch }`: logits start small, so ReLUs do not die); \
+             `not_learning(action: stop)` ends such runs early",
+            );
+        if let Some(span) = self.plan.init.span {
+            d = d.with_secondary(span, "from this initialisation");
+        }
+        if let Some(span) = self.plan.train.not_learning.span {
+            d = d.with_secondary(span, "checked here");
+        }
+        d
     }
 
     /// Evaluation line: accuracy on validation (or test when there is none).
