@@ -27,7 +27,8 @@ pub fn sweep(
     let text =
         comp.sources.files.iter().find(|f| f.name != "<prelude>").map(|f| f.text.to_string()).unwrap_or_default();
     let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&sweep.name));
-    let opts = RunOptions { out_dir: None, threads, quiet: true, max_steps: None, max_eval: None, kernels, resume: false };
+    let opts =
+        RunOptions { out_dir: None, threads, quiet: true, max_steps: None, max_eval: None, kernels, resume: false };
     let cells = || cells::cells(file, &text, sweep, sets, &out);
     match mode {
         SweepMode::Run => {

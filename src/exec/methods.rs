@@ -174,6 +174,10 @@ fn regrow_run(grow: Growth) -> Vec<Vec<f32>> {
             }
             swaps += usize::from(changed > 0);
         }
+        // An evaluation loads the weights at this step too: the swap happens once.
+        let once: Vec<Vec<f32>> = tr.params.iter().map(|q| q.mask.clone()).collect();
+        tr.load_weights().unwrap();
+        assert!(tr.params.iter().zip(&once).all(|(q, m)| &q.mask == m), "step {t}: swapped twice");
         tr.train_step(idx).unwrap();
     }
     assert!(swaps > 0);

@@ -44,6 +44,9 @@ pub struct Sparsifier {
     span: Span,
     /// Counts the changes of any mask: the graph's sparse layouts are rebuilt when it moves.
     generation: u64,
+    /// The step `prepare` last ran for: an evaluation and the next training step both load
+    /// the weights at the same step, and a SET/RigL swap must happen once.
+    prepared: Option<u64>,
 }
 
 /// Weights in group `g`.
@@ -85,6 +88,7 @@ impl Sparsifier {
             freeze_at: sp.freeze_at.map(|t| clock.at(t)),
             span: sp.span,
             generation: 0,
+            prepared: None,
         }
     }
 
@@ -143,13 +147,13 @@ impl Sparsifier {
         }
         let zeros = self.groups.iter().map(|g| Some(g.members.iter().map(|&i| count_zeros(&params[i].mask)).sum()));
         self.note_zeros(zeros.collect());
-        self.generation += 1;
         Ok(())
     }
 
     /// The zeros each group holds after masks were set in place (`None`: unknown).
     pub fn note_zeros(&mut self, zeros: Vec<Option<usize>>) {
         self.generation += 1;
+        self.prepared = None;
         self.rule.masks_set(zeros);
     }
 
@@ -158,6 +162,7 @@ impl Sparsifier {
     /// the last round, by setting the masks. Pruned weights are already zero, so they stay pruned.
     pub fn lottery_prune(&mut self, params: &mut [ParamBuf], round: usize, rounds: usize, rate: f64) {
         self.generation += 1;
+        self.prepared = None;
         for g in &self.groups {
             let s = if round >= rounds { g.target } else { (1.0 - (1.0 - rate).powi(round as i32)).min(g.target) };
             let mut ps = g.members_mut(params);
@@ -168,7 +173,7 @@ impl Sparsifier {
 
     /// The update rule's state, for a checkpoint.
     pub fn save(&self) -> RuleState {
-        self.rule.save()
+        RuleState { prepared: self.prepared, ..self.rule.save() }
     }
 
     /// Back to a checkpoint's state (past `freeze at`, the rule is [`Frozen`]).
@@ -177,6 +182,7 @@ impl Sparsifier {
             self.rule = Box::new(Frozen);
         }
         self.rule.load(state);
+        self.prepared = state.prepared;
     }
 
     /// Target sparsity of each masked param's group after `t` steps, by param index.
@@ -196,9 +202,10 @@ impl Sparsifier {
 
     /// Brings masks / effective weights to the schedule's sparsity after `t` steps.
     pub fn prepare(&mut self, t: u64, params: &mut [ParamBuf], kernels: &StepKernels) -> Result<(), RunError> {
-        if self.rule.is_frozen() {
+        if self.rule.is_frozen() || self.prepared == Some(t) {
             return Ok(());
         }
+        self.prepared = Some(t);
         let call = call_failed(self.span);
         let freeze = self.freeze_at.is_some_and(|f| t >= f);
         let sparsity: Vec<f64> =

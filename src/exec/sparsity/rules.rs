@@ -67,6 +67,9 @@ pub struct RuleState {
     pub regrowth: Option<String>,
     /// Past `freeze at`.
     pub frozen: bool,
+    /// The step the rule was last brought to (it runs once per step).
+    #[serde(default)]
+    pub prepared: Option<u64>,
 }
 
 /// `hard` under any schedule: each group's mask follows its scheduled number of zeros. When the
