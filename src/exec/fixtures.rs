@@ -148,3 +148,8 @@ pub fn convnet(classes: usize) -> Model {
     ];
     Model { name: "convnet".into(), input: [1, 8, 8], classes, layers, params, shared: vec![], span: Span::default() }
 }
+
+/// Options of a quiet one-thread test run writing into a temporary directory `name`.
+pub fn opts(name: &str) -> crate::exec::RunOptions {
+    crate::exec::RunOptions { out_dir: Some(temp_dir(name)), threads: Some(1), quiet: true, ..Default::default() }
+}

@@ -5,7 +5,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::backend::testing::{assert_close, random};
-use super::fixtures::{blobs, mlp, plan, sgd_train, sparsity, temp_dir};
+use super::fixtures::{blobs, mlp, opts, plan, sgd_train, sparsity, temp_dir};
 use super::graph::{Batch, Graph, Mode, Objective};
 use super::train::Trainer;
 use super::{run, RunOptions};
@@ -13,18 +13,6 @@ use crate::data::epoch_order;
 use crate::diagnostics::Span;
 use crate::ir::plan::*;
 use crate::sparsity::mask::count_zeros;
-
-fn opts(name: &str) -> RunOptions {
-    RunOptions {
-        out_dir: Some(temp_dir(name)),
-        threads: Some(1),
-        quiet: true,
-        max_steps: None,
-        max_eval: None,
-        kernels: Default::default(),
-        resume: false,
-    }
-}
 
 fn cubic_every_step() -> Schedule {
     Schedule::Cubic { start: Time::Steps(2), end: Time::Steps(30), every: Time::Steps(1) }

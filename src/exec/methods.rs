@@ -4,29 +4,17 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::fixtures::{blobs, mlp, plan, sgd_train, sparsity, temp_dir};
+use super::fixtures::{blobs, mlp, opts, plan, sgd_train, sparsity, temp_dir};
 use super::graph::{Batch, Graph, Mode, Objective};
 use super::params;
+use super::run;
 use super::sparsity::scores::{grasp, Probe};
 use super::train::{Lottery, Trainer};
-use super::{run, RunOptions};
 use crate::data::{epoch_order, fill_batch, DataSet};
 use crate::diagnostics::Span;
 use crate::ir::plan::*;
 use crate::sparsity::mask::count_zeros;
 use crate::sparsity::{zeros_for, SparsitySchedule};
-
-fn opts(name: &str) -> RunOptions {
-    RunOptions {
-        out_dir: Some(temp_dir(name)),
-        threads: Some(1),
-        quiet: true,
-        max_steps: None,
-        max_eval: None,
-        kernels: Default::default(),
-        resume: false,
-    }
-}
 
 fn tiny(sp: Sparsity) -> (Plan, DataSet) {
     (plan(mlp([1, 4, 4], &[24, 12, 3]), sp, sgd_train(2, 16, 0.1)), blobs([1, 4, 4], 3, 192, 60, 1))

@@ -4,7 +4,7 @@
 //! runs stay within a floating-point tolerance over every step, the realised sparsity is the
 //! same, and every pruned weight is exactly zero in both.
 
-use super::fixtures::{blobs, convnet, plan, sgd_train, sparsity, temp_dir};
+use super::fixtures::{blobs, convnet, opts, plan, sgd_train, sparsity};
 use super::train::Trainer;
 use super::{LayerKernels, RunOptions};
 use crate::data::DataSet;
@@ -19,15 +19,7 @@ struct Outcome {
 }
 
 fn train(p: &Plan, data: &DataSet, kernels: LayerKernels, name: &str) -> Outcome {
-    let o = RunOptions {
-        out_dir: Some(temp_dir(name)),
-        threads: Some(2),
-        quiet: true,
-        max_steps: None,
-        max_eval: None,
-        kernels,
-        resume: false,
-    };
+    let o = RunOptions { threads: Some(2), kernels, ..opts(name) };
     let mut tr = Trainer::new(p, data, &o, 2).unwrap();
     tr.lottery_rounds().unwrap();
     tr.train_epochs().unwrap();

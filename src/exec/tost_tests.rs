@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use super::backend::act::{act, blend};
 use super::backend::read;
 use super::backend::testing::{assert_close, check_input_grad, random};
-use super::fixtures::temp_dir;
+use super::fixtures::opts;
 use super::graph::Batch;
 use super::graph::{Graph, Mode, Node};
 use super::params;
@@ -212,18 +212,6 @@ fn ghost_skip_branches_fade_and_are_gone_after_the_window() {
 
 fn trainer<'a>(plan: &'a Plan, data: &'a DataSet, opts: &'a RunOptions) -> Trainer<'a> {
     Trainer::new(plan, data, opts, 1).unwrap()
-}
-
-fn opts(name: &str) -> RunOptions {
-    RunOptions {
-        out_dir: Some(temp_dir(name)),
-        threads: Some(1),
-        quiet: true,
-        max_steps: None,
-        max_eval: None,
-        kernels: Default::default(),
-        resume: false,
-    }
 }
 
 #[test]
