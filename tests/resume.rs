@@ -7,22 +7,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-fn sprsc(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sprsc"))
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    let s = |b: Vec<u8>| String::from_utf8(b).unwrap();
-    (out.status.code().unwrap_or(-1), s(out.stdout), s(out.stderr))
-}
+mod common;
+use common::run_sprsc as sprsc;
 
 fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sprsc-resume-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::fresh_dir(&format!("resume-{name}"))
 }
 
 /// 3 epochs of 28 steps on synthetic digits; a checkpoint every 4 steps, the last 2 kept.

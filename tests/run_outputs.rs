@@ -2,26 +2,8 @@
 //! check before a run starts.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn sprsc(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sprsc"))
-        .args(args)
-        .env_remove("SPRS_MEMORY_AVAILABLE")
-        .envs(env.iter().copied())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    let s = |b: Vec<u8>| String::from_utf8(b).unwrap();
-    (out.status.code().unwrap_or(-1), s(out.stdout), s(out.stderr))
-}
-
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sprsc-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{fresh_dir as temp, run_sprsc as sprsc};
 
 /// A LeNet-300-100 run of 3 epochs on a little synthetic data, two masked tensors.
 const SMALL: &str = "recipe small {

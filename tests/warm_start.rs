@@ -4,22 +4,17 @@
 //! naming the file's tensor and the model's parameter, at the `from` line.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use safetensors::tensor::{Dtype, TensorView};
 
+mod common;
+
 fn sprsc(args: &[&str]) -> (i32, String, String) {
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_sprsc")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
-    let s = |b: Vec<u8>| String::from_utf8(b).unwrap();
-    (out.status.code().unwrap_or(-1), s(out.stdout), s(out.stderr))
+    common::run_sprsc(args, &[])
 }
 
 fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sprsc-warm-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::fresh_dir(&format!("warm-{name}"))
 }
 
 const BN_MODEL: &str = "{ input 1x28x28; conv 6 kernel: 5; batchnorm; relu; maxpool 2; flatten; dense 10 }";

@@ -196,3 +196,25 @@ sweep grid {
 pub fn sweep_results(csv: &str) -> Vec<String> {
     csv.lines().map(|l| l.split(',').collect::<Vec<_>>()).map(|f| f[..f.len() - 2].join(",")).collect()
 }
+
+/// Runs the built `sprsc` in the crate root with `env` set (and `SPRS_MEMORY_AVAILABLE` cleared,
+/// so the machine's memory decides); returns its exit code, stdout and stderr.
+pub fn run_sprsc(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sprsc"))
+        .args(args)
+        .env_remove("SPRS_MEMORY_AVAILABLE")
+        .envs(env.iter().copied())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let s = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (out.status.code().unwrap_or(-1), s(out.stdout), s(out.stderr))
+}
+
+/// A fresh, empty directory `sprsc-NAME-PID` in the system's temporary directory.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sprsc-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
