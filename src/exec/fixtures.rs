@@ -153,3 +153,15 @@ pub fn convnet(classes: usize) -> Model {
 pub fn opts(name: &str) -> crate::exec::RunOptions {
     crate::exec::RunOptions { out_dir: Some(temp_dir(name)), threads: Some(1), quiet: true, ..Default::default() }
 }
+
+/// ST-3's update: soft threshold with the dense straight-through gradient, per-channel rescale,
+/// one global threshold, the prelude's `soft_threshold` kernel.
+pub fn st3_update() -> Update {
+    Update::SoftThreshold {
+        ste: Ste::Dense,
+        rescale: true,
+        scope: Scope::Global,
+        sigma: false,
+        kernel: "soft_threshold".into(),
+    }
+}

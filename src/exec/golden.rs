@@ -5,7 +5,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::backend::testing::{assert_close, random};
-use super::fixtures::{blobs, mlp, opts, plan, sgd_train, sparsity, temp_dir};
+use super::fixtures::{blobs, mlp, opts, plan, sgd_train, sparsity, st3_update, temp_dir};
 use super::graph::{Batch, Graph, Mode, Objective};
 use super::train::Trainer;
 use super::{run, RunOptions};
@@ -57,13 +57,7 @@ fn hard_cubic_sparsity_is_exact_and_masks_hold_after_every_step() {
 
 #[test]
 fn soft_threshold_sparsity_is_exact_on_effective_weights() {
-    let update = Update::SoftThreshold {
-        ste: Ste::Dense,
-        rescale: true,
-        scope: Scope::Global,
-        sigma: false,
-        kernel: "soft_threshold".into(),
-    };
+    let update = st3_update();
     let (p, data) = (golden_plan(update), blobs([1, 4, 4], 3, 192, 60, 1));
     let o = opts("soft-steps");
     let mut tr = Trainer::new(&p, &data, &o, 1).unwrap();
@@ -314,13 +308,7 @@ fn user_threshold_with_masked_ste_adamw_and_sigma_is_exact_on_schedule() {
 #[ignore = "a fingerprint for bench/behaviour.sh, not an assertion"]
 fn golden_fingerprint() {
     let hard = golden_plan(Update::Hard);
-    let soft = golden_plan(Update::SoftThreshold {
-        ste: Ste::Dense,
-        rescale: true,
-        scope: Scope::Global,
-        sigma: false,
-        kernel: "soft_threshold".into(),
-    });
+    let soft = golden_plan(st3_update());
     let mut user = golden_plan(Update::SoftThreshold {
         ste: Ste::Masked,
         rescale: true,

@@ -61,19 +61,6 @@ pub enum LayerKernels {
     Sparse,
 }
 
-impl LayerKernels {
-    pub const NAMES: [&'static str; 3] = ["auto", "dense", "sparse"];
-
-    pub fn parse(s: &str) -> Option<LayerKernels> {
-        match s {
-            "auto" => Some(LayerKernels::Auto),
-            "dense" => Some(LayerKernels::Dense),
-            "sparse" => Some(LayerKernels::Sparse),
-            _ => None,
-        }
-    }
-}
-
 /// The run's independent random streams: ChaCha8 streams of the recipe's seed. Every draw of a
 /// run goes through this table, so no two uses share a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! runs stay within a floating-point tolerance over every step, the realised sparsity is the
 //! same, and every pruned weight is exactly zero in both.
 
-use super::fixtures::{blobs, convnet, opts, plan, sgd_train, sparsity};
+use super::fixtures::{blobs, convnet, opts, plan, sgd_train, sparsity, st3_update};
 use super::train::Trainer;
 use super::{LayerKernels, RunOptions};
 use crate::data::DataSet;
@@ -93,13 +93,7 @@ fn east_cyclic_density() {
 
 #[test]
 fn st3_soft_threshold() {
-    let update = Update::SoftThreshold {
-        ste: Ste::Dense,
-        rescale: true,
-        scope: Scope::Global,
-        sigma: false,
-        kernel: "soft_threshold".into(),
-    };
+    let update = st3_update();
     let schedule = Schedule::Cubic { start: Time::Steps(0), end: Time::Steps(20), every: Time::Steps(1) };
     compare("st3", sp(0.9, schedule, update, MaskMethod::Dense));
 }
