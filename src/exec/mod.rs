@@ -113,6 +113,8 @@ mod fixtures;
 #[cfg(test)]
 mod golden;
 #[cfg(test)]
+mod learning_tests;
+#[cfg(test)]
 mod methods;
 #[cfg(test)]
 mod sparse_tests;

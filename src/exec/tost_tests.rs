@@ -146,8 +146,8 @@ fn ghost_neurons_replace_every_relu_and_the_network_ends_as_plain_relu() {
     fn count(nodes: &[Node], relu: &mut usize, ghost: &mut usize) {
         for n in nodes {
             match n {
-                Node::Act(Activation::Relu) => *relu += 1,
-                Node::ActBlend { from: Activation::Mish, to: Activation::Relu, ramp } => {
+                Node::Act(Activation::Relu, _) => *relu += 1,
+                Node::ActBlend { from: Activation::Mish, to: Activation::Relu, ramp, .. } => {
                     assert_eq!(*ramp, StepRamp { from: 0.0, to: 1.0, start: 2, end: 5 });
                     *ghost += 1
                 }

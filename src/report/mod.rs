@@ -26,6 +26,16 @@ pub struct LayerSparsity {
     pub sparse_steps: u64,
 }
 
+/// A ReLU layer's dead units on the evaluated split: units (channels of a convolution's
+/// activation, features of a dense one) that output 0 for every example.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadUnits {
+    pub layer: String,
+    pub units: usize,
+    /// Fraction of `units` that never fired.
+    pub dead: f64,
+}
+
 /// One line of `metrics.jsonl`, written at each evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
@@ -45,6 +55,9 @@ pub struct Metrics {
     pub sparsity: f64,
     pub lr: f64,
     pub seconds: f64,
+    /// Dead ReLU units per ReLU layer on the split evaluated (validation, else test).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dead_units: Vec<DeadUnits>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -57,6 +70,8 @@ pub struct RunSummary {
     /// Realised fraction of zeros over all masked weights.
     pub sparsity: f64,
     pub layers: Vec<LayerSparsity>,
+    /// Dead ReLU units per ReLU layer on the test split at the end.
+    pub dead_units: Vec<DeadUnits>,
     pub params_dense: usize,
     /// Non-zero effective parameters (all params, masked or not).
     pub params_nonzero: usize,
@@ -112,6 +127,11 @@ pub fn text_report(s: &RunSummary) -> String {
                 l.realised * 100.0
             );
         }
+    }
+    if !s.dead_units.is_empty() {
+        let layers: Vec<String> =
+            s.dead_units.iter().map(|d| format!("{} {:.1}% of {}", d.layer, 100.0 * d.dead, d.units)).collect();
+        let _ = writeln!(out, "dead ReLU units (never fire on the test split): {}", layers.join(", "));
     }
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 1.0 };
     let _ = writeln!(

@@ -277,6 +277,7 @@ mod tests {
             sparsity: 0.5,
             lr: 0.1,
             seconds: 0.0,
+            dead_units: Vec::new(),
         }
     }
 

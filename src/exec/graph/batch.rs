@@ -106,7 +106,7 @@ impl Graph {
         mut grad: impl FnMut(usize, ParamGrad),
     ) -> Result<(f32, usize), RunError> {
         let x = input(&self.dev, batch.images, batch.labels.len());
-        let out = run(&self.nodes, &self.params, &self.sparse, &mut self.bn, x, mode);
+        let out = run(&self.nodes, &self.params, &self.sparse, &mut self.bn, x, mode, None);
         let (loss, correct) = match objective {
             Objective::CrossEntropy { smoothing, temperature } => {
                 let logits = if temperature == 1.0 { out } else { scale(out, 1.0 / temperature) };
@@ -134,13 +134,15 @@ impl Graph {
     #[cfg(test)]
     pub fn logits(&mut self, images: &[f32], b: usize, mode: &mut Mode) -> Vec<f32> {
         let x = input_untraced(&self.dev, images.to_vec(), b);
-        crate::exec::backend::read(&run(&self.nodes, &self.params, &self.sparse, &mut self.bn, x, mode))
+        crate::exec::backend::read(&run(&self.nodes, &self.params, &self.sparse, &mut self.bn, x, mode, None))
     }
 
-    /// Forward without recording: the mean cross-entropy and the number correct.
+    /// Forward without recording: the mean cross-entropy and the number correct (and, after
+    /// [`Graph::watch_relus`], which ReLU units fired).
     pub fn loss(&mut self, batch: &Batch, mode: &mut Mode) -> (f32, usize) {
         let x = input_untraced(&self.dev, batch.images.clone(), batch.labels.len());
-        let logits = run(&self.nodes, &self.params, &self.sparse, &mut self.bn, x, mode);
+        let watch = if self.watching { Some(&mut self.relus[..]) } else { None };
+        let logits = run(&self.nodes, &self.params, &self.sparse, &mut self.bn, x, mode, watch);
         let (loss, correct) = cross_entropy(logits, &batch.labels, None);
         (value(&loss), correct)
     }

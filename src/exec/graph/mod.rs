@@ -49,11 +49,13 @@ pub enum Node {
         stats: usize,
         geom: BnGeom,
     },
-    Act(Activation),
+    /// `relu`: the index in `Graph::relus` of a ReLU layer (watched for dead units).
+    Act(Activation, Option<usize>),
     ActBlend {
         from: Activation,
         to: Activation,
         ramp: StepRamp,
+        relu: Option<usize>,
     },
     DyRelu {
         fc1: (usize, usize),
@@ -78,7 +80,48 @@ pub struct Graph {
     pub bn: Vec<(String, BnStats)>,
     /// Per param: whether and how its layer runs on sparse kernels ([`Graph::load_step`]).
     pub sparse: Vec<SparseSlot>,
+    /// The ReLU layers (and activation blends that end as ReLU), in build order.
+    pub relus: Vec<ReluUnits>,
+    /// Whether [`Graph::loss`] records which ReLU units fire ([`Graph::watch_relus`]).
+    watching: bool,
     pub dev: Device,
+}
+
+/// A ReLU layer's units (a conv activation's channels, a dense activation's features) and
+/// which of them fired (output > 0) on some example since [`Graph::watch_relus`]. A unit that
+/// never fires on a whole split is dead: it passes no gradient to the layer before it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReluUnits {
+    pub name: String,
+    pub c: usize,
+    pub hw: usize,
+    fired: Vec<bool>,
+}
+
+impl ReluUnits {
+    pub fn new(name: &str, c: usize, hw: usize) -> ReluUnits {
+        ReluUnits { name: name.to_string(), c, hw, fired: vec![false; c] }
+    }
+
+    /// Starts over: no unit has fired.
+    pub fn watch(&mut self) {
+        self.fired = vec![false; self.c];
+    }
+
+    /// Marks the units firing in `y`, a batch `(b, c*hw)` of this layer's outputs.
+    pub fn observe(&mut self, y: &[f32]) {
+        let unit = self.hw.max(1);
+        for example in y.chunks_exact(self.c * unit) {
+            for (fired, plane) in self.fired.iter_mut().zip(example.chunks_exact(unit)) {
+                *fired = *fired || plane.iter().any(|&v| v > 0.0);
+            }
+        }
+    }
+
+    /// The fraction of units that have not fired.
+    pub fn dead(&self) -> f64 {
+        self.fired.iter().filter(|f| !**f).count() as f64 / self.c.max(1) as f64
+    }
 }
 
 /// Forward-pass context: training mode (batch statistics), dropout (off for GradInit and the
@@ -95,10 +138,21 @@ impl Graph {
     pub fn build(model: &Model, clock: Clock) -> Result<Graph, RunError> {
         let dev = Device::default();
         let params = model.params.iter().map(|p| ParamTensor::new(&dev, p.kind, &p.shape)).collect();
-        let mut bn = Vec::new();
-        let nodes = build_nodes(&model.layers, model, &mut bn, true, clock)?;
+        let (mut bn, mut relus) = (Vec::new(), Vec::new());
+        let nodes = build_nodes(&model.layers, model, &mut bn, &mut relus, true, clock)?;
         let sparse = sparse::slots(&nodes, model);
-        Ok(Graph { nodes, params, bn, sparse, dev })
+        Ok(Graph { nodes, params, bn, sparse, relus, watching: false, dev })
+    }
+
+    /// From now on [`Graph::loss`] records which ReLU units fire, starting from none.
+    pub fn watch_relus(&mut self) {
+        self.watching = true;
+        self.relus.iter_mut().for_each(ReluUnits::watch);
+    }
+
+    /// Stops recording; `relus` keep what was seen.
+    pub fn unwatch_relus(&mut self) {
+        self.watching = false;
     }
 
     /// Writes each param's values (the plan's order) into the backend's tensors; every layer
@@ -137,6 +191,7 @@ fn build_nodes(
     layers: &[Layer],
     model: &Model,
     bn: &mut Vec<(String, BnStats)>,
+    relus: &mut Vec<ReluUnits>,
     top: bool,
     clock: Clock,
 ) -> Result<Vec<Node>, RunError> {
@@ -185,8 +240,10 @@ fn build_nodes(
                     geom,
                 }
             }
-            LayerKind::Act(a) => Node::Act(*a),
-            LayerKind::ActBlend { from, to, ramp } => Node::ActBlend { from: *from, to: *to, ramp: ramp.steps(clock) },
+            LayerKind::Act(a) => Node::Act(*a, watch_relu(*a, l, relus)),
+            LayerKind::ActBlend { from, to, ramp } => {
+                Node::ActBlend { from: *from, to: *to, ramp: ramp.steps(clock), relu: watch_relu(*to, l, relus) }
+            }
             LayerKind::DyRelu { phase_out, .. } => Node::DyRelu {
                 fc1: (param(model, l, "dyrelu.fc1.weight")?, param(model, l, "dyrelu.fc1.bias")?),
                 fc2: (param(model, l, "dyrelu.fc2.weight")?, param(model, l, "dyrelu.fc2.bias")?),
@@ -197,11 +254,20 @@ fn build_nodes(
             LayerKind::Flatten => Node::Flatten,
             LayerKind::Dropout { p } => Node::Dropout(*p as f32),
             LayerKind::Residual { body, shortcut, scale } => Node::Residual {
-                body: build_nodes(body, model, bn, false, clock)?,
-                shortcut: build_nodes(shortcut, model, bn, false, clock)?,
+                body: build_nodes(body, model, bn, relus, false, clock)?,
+                shortcut: build_nodes(shortcut, model, bn, relus, false, clock)?,
                 scale: scale.map(|r| r.steps(clock)),
             },
         });
     }
     Ok(nodes)
+}
+
+/// The index of layer `l` in `relus` when its activation `a` is ReLU (registered here).
+fn watch_relu(a: Activation, l: &Layer, relus: &mut Vec<ReluUnits>) -> Option<usize> {
+    (a == Activation::Relu).then(|| {
+        let (c, h, w) = chw(&l.input);
+        relus.push(ReluUnits::new(&l.name, c, h * w));
+        relus.len() - 1
+    })
 }

@@ -1,14 +1,14 @@
 //! The forward walk: each node calls its backend op; residuals fork the activation and add the
 //! branches (a ramped shortcut is scaled, and skipped where its ramp is 0).
 
-use super::{Mode, Node, SparseSlot};
+use super::{Mode, Node, ReluUnits, SparseSlot};
 use crate::exec::backend::act::{act, blend, dense, dropout};
 use crate::exec::backend::conv::conv2d;
 use crate::exec::backend::dyrelu::{dyrelu, scaled_weight, DyReluParams};
 use crate::exec::backend::norm::{batch_norm, BnStats};
 use crate::exec::backend::pool::{avg_pool, global_avg_pool, max_pool};
 use crate::exec::backend::sparse::sparse_layer;
-use crate::exec::backend::{add, fork, scale, ParamTensor, Tape, Tensor2};
+use crate::exec::backend::{add, fork, read, scale, ParamTensor, Tape, Tensor2};
 
 pub(super) fn run<T: Tape>(
     nodes: &[Node],
@@ -17,6 +17,7 @@ pub(super) fn run<T: Tape>(
     bn: &mut [(String, BnStats)],
     x: Tensor2<T>,
     mode: &mut Mode,
+    mut watch: Option<&mut [ReluUnits]>,
 ) -> Tensor2<T> {
     let mut x = x;
     for node in nodes {
@@ -39,8 +40,10 @@ pub(super) fn run<T: Tape>(
             Node::BatchNorm { scale, shift, stats, geom } => {
                 batch_norm(x, p[*scale].vector(), p[*shift].vector(), *geom, &mut bn[*stats].1, mode.train)
             }
-            Node::Act(a) => act(x, *a),
-            Node::ActBlend { from, to, ramp } => blend(x, *from, *to, ramp.at(mode.step)),
+            Node::Act(a, relu) => observe(act(x, *a), *relu, watch.as_deref_mut()),
+            Node::ActBlend { from, to, ramp, relu } => {
+                observe(blend(x, *from, *to, ramp.at(mode.step)), *relu, watch.as_deref_mut())
+            }
             Node::DyRelu { fc1, fc2, c, hw, phase_out } => {
                 let fc1 = (p[fc1.0].matrix(), p[fc1.1].vector());
                 let fc2 = (p[fc2.0].matrix(), p[fc2.1].vector());
@@ -53,15 +56,23 @@ pub(super) fn run<T: Tape>(
             Node::Residual { body, shortcut, scale: ramp } => {
                 let k = ramp.map_or(1.0, |r| r.at(mode.step));
                 if k == 0.0 {
-                    run(body, p, sp, bn, x, mode)
+                    run(body, p, sp, bn, x, mode, watch.as_deref_mut())
                 } else {
                     // Both branches record on tapes that merge at the add; both add into x's grad.
-                    let side = run(shortcut, p, sp, bn, fork(&x), mode);
+                    let side = run(shortcut, p, sp, bn, fork(&x), mode, watch.as_deref_mut());
                     let side = if k == 1.0 { side } else { scale(side, k) };
-                    add(run(body, p, sp, bn, x, mode), side)
+                    add(run(body, p, sp, bn, x, mode, watch.as_deref_mut()), side)
                 }
             }
         };
     }
     x
+}
+
+/// `y` unchanged; records which of ReLU layer `relu`'s units fire in it when watching.
+fn observe<T: Tape>(y: Tensor2<T>, relu: Option<usize>, watch: Option<&mut [ReluUnits]>) -> Tensor2<T> {
+    if let (Some(i), Some(relus)) = (relu, watch) {
+        relus[i].observe(&read(&y));
+    }
+    y
 }

@@ -11,13 +11,14 @@ use crate::exec::graph::{Batch, Mode};
 use crate::ir::plan::AddedBy;
 use crate::report::flops::flops;
 use crate::report::rundir::Named;
-use crate::report::{text_report, LayerSparsity, RunSummary};
+use crate::report::{text_report, DeadUnits, LayerSparsity, RunSummary};
 use crate::sparsity::mask::count_zeros;
 
 use crate::ir::memory::EVAL_BATCH;
 
 impl Trainer<'_> {
-    /// Accuracy and mean loss on `split` with the current effective weights (eval mode).
+    /// Accuracy and mean loss on `split` with the current effective weights (eval mode); the
+    /// ReLU units that fired on it are left in `graph.relus` ([`Trainer::dead_units`]).
     pub(crate) fn evaluate(&mut self, split: &Split) -> Result<(f64, f64), RunError> {
         self.load_weights()?;
         // Neither augmentation nor dropout draws at evaluation.
@@ -25,6 +26,7 @@ impl Trainer<'_> {
         let (mut correct, mut loss) = (0usize, 0.0f64);
         let len = self.opts.max_eval.map_or(split.len, |m| m.min(split.len));
         let all: Vec<usize> = (0..len).collect();
+        self.graph.watch_relus();
         for idx in all.chunks(EVAL_BATCH) {
             let batch = Batch::fill(split, self.data.shape, idx, &[], &mut rng);
             let mut mode = Mode { train: false, dropout: false, rng: &mut rng, step: self.step };
@@ -32,8 +34,15 @@ impl Trainer<'_> {
             correct += ok;
             loss += l as f64 * idx.len() as f64;
         }
+        self.graph.unwatch_relus();
         let len = len.max(1) as f64;
         Ok((correct as f64 / len, loss / len))
+    }
+
+    /// Per ReLU layer, the fraction of units that did not fire in the last evaluation.
+    pub(crate) fn dead_units(&self) -> Vec<DeadUnits> {
+        let relus = &self.graph.relus;
+        relus.iter().map(|r| DeadUnits { layer: r.name.clone(), units: r.c, dead: r.dead() }).collect()
     }
 
     /// Overall realised sparsity over masked weights, and per tensor.
@@ -62,6 +71,7 @@ impl Trainer<'_> {
     pub(super) fn finish(mut self, epochs_run: u64) -> Result<RunSummary, RunError> {
         let train_seconds = self.started.elapsed().as_secs_f64();
         let (test_accuracy, test_loss) = self.evaluate(&self.data.test)?;
+        let dead_units = self.dead_units();
         let val_accuracy = match self.data.val.as_ref() {
             Some(v) => Some(self.evaluate(v)?.0),
             None => None,
@@ -90,6 +100,7 @@ impl Trainer<'_> {
             val_accuracy,
             sparsity,
             layers,
+            dead_units,
             params_dense,
             params_nonzero,
             flops_dense,

@@ -245,8 +245,7 @@ impl<'a> Trainer<'a> {
                 self.evaluations.push((self.run_step(), m));
             }
             if self.stopped.is_none() && !self.learning_checked {
-                let steps = (seen / batch).max(1) as f64;
-                self.check_learning(loss_sum / steps, correct as f64 / seen.max(1) as f64);
+                self.check_learning(correct as f64 / seen.max(1) as f64);
                 if self.stopped.is_some() {
                     break;
                 }
@@ -264,30 +263,45 @@ impl<'a> Trainer<'a> {
     }
 
     /// W0701 when, at the end of the first epoch past `not_learning.after`, the training
-    /// accuracy of that epoch is below 1.5x chance or its mean loss is within 1% of the first
-    /// steps' loss; with `action: stop` the run then ends.
-    fn check_learning(&mut self, epoch_loss: f64, epoch_accuracy: f64) {
+    /// accuracy of that epoch is below 1.5x chance or the last steps' loss is within 1% of the
+    /// first steps'; with `action: stop` the run then ends.
+    fn check_learning(&mut self, epoch_accuracy: f64) {
         let nl = self.plan.train.not_learning;
         if self.step < self.clock.at(nl.after).max(1) {
             return;
         }
         self.learning_checked = true;
-        let first = &self.losses[..self.losses.len().min(10)];
-        let start = first.iter().map(|l| *l as f64).sum::<f64>() / first.len().max(1) as f64;
+        // The first steps against the last ones (up to 10 each, at most a quarter of the steps,
+        // so that the two never overlap).
+        let n = self.losses.len();
+        let k = (n / 4).clamp(1, 10);
+        let mean = |l: &[f32]| l.iter().map(|l| *l as f64).sum::<f64>() / l.len().max(1) as f64;
+        let (start, end) = (mean(&self.losses[..k.min(n)]), mean(&self.losses[n.saturating_sub(k)..]));
         let chance = 1.0 / self.plan.model.classes.max(1) as f64;
-        let moved = (start - epoch_loss) / start.abs().max(1e-12);
+        let moved = (start - end) / start.abs().max(1e-12);
         let why = if epoch_accuracy < 1.5 * chance {
             format!("training accuracy {:.1}% is at chance ({:.1}%)", 100.0 * epoch_accuracy, 100.0 * chance)
         } else if moved.abs() < 0.01 {
-            format!("the training loss moved {:.2}% (from {start:.4} to {epoch_loss:.4})", 100.0 * moved)
+            format!("the training loss moved {:.2}% (from {start:.4} to {end:.4})", 100.0 * moved)
         } else {
             return;
         };
+        // Dead ReLUs are the usual cause: say so when this epoch's evaluation saw them.
+        let dead: Vec<String> = match self.evaluations.last() {
+            Some((_, m)) if m.step == self.step => m
+                .dead_units
+                .iter()
+                .filter(|d| d.dead >= 0.5)
+                .map(|d| format!("{:.0}% of {}", 100.0 * d.dead, d.layer))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let dead = if dead.is_empty() { String::new() } else { format!("; dead ReLU units: {}", dead.join(", ")) };
         let epochs = self.step as f64 / self.clock.steps_per_epoch as f64;
         let epochs = if epochs == 1.0 { "1 epoch".to_string() } else { format!("{epochs} epochs") };
-        let d = self.not_learning_warning(format!("the run is not learning: {why} after {epochs}"));
+        let d = self.not_learning_warning(format!("the run is not learning: {why} after {epochs}{dead}"));
         if !self.opts.quiet {
-            eprintln!("warning[W0701]: the run is not learning: {why} after {epochs}");
+            eprintln!("warning[W0701]: {}", d.message);
         }
         self.warnings.push(d);
         if nl.stop {
@@ -333,6 +347,7 @@ impl<'a> Trainer<'a> {
             sparsity,
             lr: self.lr.at(self.step.saturating_sub(1)),
             seconds: self.started.elapsed().as_secs_f64(),
+            dead_units: self.dead_units(),
         })
     }
 
