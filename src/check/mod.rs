@@ -96,8 +96,9 @@ pub fn check(files: &[File], prelude: &File, overrides: &[Override]) -> (Checked
         let plan = recipe::check_recipe(&mut sink, &r.name.name, r.span, &stmts, &kernels);
         checked.plans.extend(plan);
     }
+    let declared: Vec<&str> = recipes.iter().map(|r| r.name.name.as_str()).collect();
     for s in sweeps {
-        checked.sweeps.extend(sweep::check_sweep(&mut sink, s, &resolved, &kernels));
+        checked.sweeps.extend(sweep::check_sweep(&mut sink, s, &resolved, &declared, &kernels));
     }
     let mut diags = sink.diags;
     crate::diagnostics::sort(&mut diags);

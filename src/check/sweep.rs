@@ -117,6 +117,7 @@ pub fn check_sweep(
     sink: &mut Sink,
     s: &SweepItem,
     recipes: &[(&RecipeItem, Vec<Statement>)],
+    declared: &[&str],
     kernels: &[KernelDef],
 ) -> Option<Sweep> {
     let b = BlockReader::new(sink, &s.body, "sweep", SWEEP_KEYS, &["vary"]);
@@ -129,6 +130,10 @@ pub fn check_sweep(
                     continue;
                 };
                 if !recipes.iter().any(|(r, _)| &r.name.name == n) {
+                    if declared.contains(&n.as_str()) {
+                        // Declared, but its `extends` failed: that error is already reported.
+                        continue;
+                    }
                     let known: Vec<&str> = recipes.iter().map(|(r, _)| r.name.name.as_str()).collect();
                     let id = Ident { name: n.clone(), span: v.span };
                     let mut d = unknown_name("E0306", "recipe", &id, &known);
