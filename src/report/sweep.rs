@@ -66,7 +66,9 @@ pub fn write_sweep(dir: &Path, name: &str, rows: &[SweepRow]) -> std::io::Result
 /// realised sparsity, which moves by a few hundredths of a percent between seeds of methods that
 /// regrow (SET, RigL) and would split one cell into several points.
 fn series(rows: &[SweepRow]) -> BTreeMap<String, Vec<(f64, f64)>> {
-    let mut acc: BTreeMap<String, BTreeMap<Vec<String>, (f64, f64, usize)>> = BTreeMap::new();
+    // recipe -> varied values -> (sum of sparsities, sum of accuracies, runs)
+    type Cells = BTreeMap<Vec<String>, (f64, f64, usize)>;
+    let mut acc: BTreeMap<String, Cells> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.test_accuracy.is_finite()) {
         let cell = r.vary.iter().map(|(_, v)| v.clone()).collect();
         let e = acc.entry(r.recipe.clone()).or_default().entry(cell).or_insert((0.0, 0.0, 0));
