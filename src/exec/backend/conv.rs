@@ -82,6 +82,14 @@ impl ConvGeom {
         self.oh() * self.ow()
     }
 
+    /// With stride 1, the output columns `lo..hi` of a row of `ow` read inside the input at
+    /// kernel column `kj` (input column `ox + kj - pad`); the rest read padding.
+    fn unit_stride_span(&self, kj: usize, ow: usize) -> (usize, usize) {
+        let lo = self.pad.saturating_sub(kj).min(ow);
+        let hi = (self.w + self.pad).saturating_sub(kj).min(ow).max(lo);
+        (lo, hi)
+    }
+
     /// Input coordinate read by output coordinate `o` at kernel offset `kk`, if inside.
     pub(super) fn src(&self, o: usize, kk: usize, size: usize) -> Option<usize> {
         (o * self.stride + kk).checked_sub(self.pad).filter(|&i| i < size)
@@ -103,6 +111,16 @@ fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
                         continue;
                     };
                     let src = &x[(ci * g.h + iy) * g.w..(ci * g.h + iy + 1) * g.w];
+                    if g.stride == 1 {
+                        // One contiguous run of the input row, zeros where the window hangs over.
+                        let (lo, hi) = g.unit_stride_span(kj, ow);
+                        line[..lo].fill(0.0);
+                        line[hi..].fill(0.0);
+                        if lo < hi {
+                            line[lo..hi].copy_from_slice(&src[lo + kj - g.pad..hi + kj - g.pad]);
+                        }
+                        continue;
+                    }
                     for (ox, v) in line.iter_mut().enumerate() {
                         *v = g.src(ox, kj, g.w).map_or(0.0, |ix| src[ix]);
                     }
@@ -124,9 +142,18 @@ fn col2im(g: &ConvGeom, col: &[f32], dx: &mut [f32]) {
                         continue;
                     };
                     let base = (ci * g.h + iy) * g.w;
-                    for ox in 0..ow {
+                    let line = &col[row * oh * ow + oy * ow..][..ow];
+                    if g.stride == 1 {
+                        let (lo, hi) = g.unit_stride_span(kj, ow);
+                        if lo < hi {
+                            let dst = &mut dx[base + lo + kj - g.pad..base + hi + kj - g.pad];
+                            dst.iter_mut().zip(&line[lo..hi]).for_each(|(d, v)| *d += v);
+                        }
+                        continue;
+                    }
+                    for (ox, v) in line.iter().enumerate() {
                         if let Some(ix) = g.src(ox, kj, g.w) {
-                            dx[base + ix] += col[row * oh * ow + oy * ow + ox];
+                            dx[base + ix] += v;
                         }
                     }
                 }
@@ -326,6 +353,54 @@ mod tests {
         ConvGeom { c: 4, h: 4, w: 5, out: 4, k: 5, stride: 3, pad: 2, groups: 4 },
         MULTIPLIER,
     ];
+
+    /// im2col and col2im by definition, one entry at a time.
+    fn columns_by_definition(g: &ConvGeom, x: &[f32]) -> Vec<f32> {
+        let (oh, ow) = (g.oh(), g.ow());
+        let mut col = vec![f32::NAN; g.col_rows() * oh * ow];
+        for ci in 0..g.c {
+            for ki in 0..g.k {
+                for kj in 0..g.k {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let v = match (g.src(oy, ki, g.h), g.src(ox, kj, g.w)) {
+                                (Some(iy), Some(ix)) => x[(ci * g.h + iy) * g.w + ix],
+                                _ => 0.0,
+                            };
+                            col[((ci * g.k + ki) * g.k + kj) * oh * ow + oy * ow + ox] = v;
+                        }
+                    }
+                }
+            }
+        }
+        col
+    }
+
+    #[test]
+    fn unit_stride_columns_and_their_adjoint_match_the_definition() {
+        // Padding wider than the kernel and than the image, no padding, a kernel as wide as the
+        // image, and a strided one for the general path.
+        let geoms = [
+            ConvGeom { c: 1, h: 3, w: 2, out: 1, k: 3, stride: 1, pad: 3, groups: 1 },
+            ConvGeom { c: 2, h: 6, w: 5, out: 1, k: 3, stride: 1, pad: 1, groups: 1 },
+            ConvGeom { c: 3, h: 5, w: 7, out: 1, k: 5, stride: 1, pad: 0, groups: 1 },
+            ConvGeom { c: 1, h: 4, w: 4, out: 1, k: 4, stride: 1, pad: 0, groups: 1 },
+            ConvGeom { c: 2, h: 7, w: 6, out: 1, k: 3, stride: 2, pad: 2, groups: 1 },
+        ];
+        for g in geoms {
+            let x = random(g.in_len(), 9);
+            let mut col = vec![f32::NAN; g.col_rows() * g.col_cols()];
+            im2col(&g, &x, &mut col);
+            assert_eq!(col, columns_by_definition(&g, &x), "{g:?}");
+            // <im2col(x), c> == <x, col2im(c)> for any c.
+            let c = random(col.len(), 10);
+            let mut dx = vec![0.0; g.in_len()];
+            col2im(&g, &c, &mut dx);
+            let lhs: f64 = col.iter().zip(&c).map(|(a, b)| (a * b) as f64).sum();
+            let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| (a * b) as f64).sum();
+            assert!((lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0), "{g:?}: {lhs} vs {rhs}");
+        }
+    }
 
     #[test]
     fn forward_matches_naive_on_odd_sizes() {
