@@ -2,6 +2,7 @@
 //! average pooling. In: `(batch, c*h*w)`. Out: `(batch, c*oh*ow)` or `(batch, c)`.
 
 use dfdx::prelude::*;
+use rayon::prelude::*;
 
 use super::{read, with_backward, Tensor2};
 
@@ -48,25 +49,56 @@ impl PoolGeom {
     }
 }
 
-/// Max pooling; the first maximum of a window takes the gradient.
+/// Max pooling; the first maximum of a window takes the gradient. Planes (one channel of one
+/// sample) run in parallel; each output and its gradient stay inside its plane, so the bits do
+/// not depend on the thread count.
 pub fn max_pool<T: Tape<f32, Cpu>>(x: Tensor2<T>, g: PoolGeom) -> Tensor2<T> {
     let (x, tape) = x.split_tape();
     let batch = x.shape().0;
     let xs = read(&x);
-    let mut y = vec![f32::NEG_INFINITY; batch * g.out_len()];
-    let mut arg = vec![usize::MAX; y.len()];
-    g.for_each(batch, |o, i| {
-        if arg[o] == usize::MAX || xs[i] > y[o] {
-            y[o] = xs[i];
-            arg[o] = i;
-        }
-    });
+    let (oh, ow) = (g.oh(), g.ow());
+    let (plane_in, plane_out) = (g.h * g.w, oh * ow);
+    let mut y = vec![0.0; batch * g.out_len()];
+    // Per output, the input index of its window's first maximum, relative to its plane.
+    let mut arg = vec![0u32; y.len()];
+    if plane_out > 0 {
+        y.par_chunks_mut(plane_out)
+            .zip(arg.par_chunks_mut(plane_out))
+            .zip(xs.par_chunks(plane_in))
+            .with_min_len(8)
+            .for_each(|((yp, ap), xp)| {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let start = oy * g.stride * g.w + ox * g.stride;
+                        let (mut best, mut at) = (xp[start], start);
+                        for i in 0..g.size {
+                            let row = start + i * g.w;
+                            for (j, &v) in xp[row..row + g.size].iter().enumerate() {
+                                if v > best {
+                                    (best, at) = (v, row + j);
+                                }
+                            }
+                        }
+                        yp[oy * ow + ox] = best;
+                        ap[oy * ow + ox] = at as u32;
+                    }
+                }
+            });
+    }
     let out = x.device().tensor_from_vec(y, (batch, g.out_len()));
     let xg = x.ghost();
     with_backward(out, tape, move |gy, grads| {
         let dx = grads.get_or_alloc_mut(&xg)?;
-        for (o, &i) in arg.iter().enumerate() {
-            dx[i] += gy[o];
+        if plane_out > 0 {
+            dx.par_chunks_mut(plane_in)
+                .zip(arg.par_chunks(plane_out))
+                .zip(gy.par_chunks(plane_out))
+                .with_min_len(8)
+                .for_each(|((dxp, ap), gp)| {
+                    for (&i, &gv) in ap.iter().zip(gp) {
+                        dxp[i as usize] += gv;
+                    }
+                });
         }
         Ok(())
     })
@@ -142,6 +174,18 @@ mod tests {
         let gap = read(&global_avg_pool(t(), G.c, G.h * G.w));
         let want: Vec<f32> = x.chunks(35).map(|p| p.iter().sum::<f32>() / 35.0).collect();
         assert_close(&gap, &want, 1e-6);
+    }
+
+    #[test]
+    fn a_tied_window_gives_its_gradient_to_the_first_maximum_only() {
+        // One 2x2 plane of equal values, one 2x2 window, plus a plane whose maximum comes last.
+        let dev = Cpu::default();
+        let g = PoolGeom { c: 2, h: 2, w: 2, size: 2, stride: 2 };
+        let x: Tensor2 = dev.tensor_from_vec(vec![1.0, 1.0, 1.0, 1.0, 0.0, 2.0, 3.0, 3.0], (1, 8));
+        let y = max_pool(x.leaky_trace(), g);
+        assert_eq!(read(&y), vec![1.0, 3.0]);
+        let grads = y.sum().backward();
+        assert_eq!(grads.get(&x).as_vec(), vec![1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
     }
 
     #[test]
