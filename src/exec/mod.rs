@@ -9,6 +9,7 @@
 //! smoothing), `warm_start` (`init { from }`: trained tensors in place of the drawn ones).
 //! Everything but [`run`], [`RunOptions`] and [`RunError`] is crate-internal.
 
+pub(crate) mod alloc;
 pub(crate) mod backend;
 pub mod error;
 pub(crate) mod graph;
@@ -93,6 +94,7 @@ impl Stream {
 pub fn run(plan: &Plan, data: &DataSet, opts: &RunOptions) -> Result<RunSummary, RunError> {
     // Before the first allocation the size of the model: a refusal, not an abort.
     memory::check(plan, data)?;
+    alloc::keep_step_buffers_mapped();
     let dir = opts.out_dir.clone().unwrap_or_else(|| plan.output.dir.clone().into());
     let resumed_threads = if opts.resume { train::checkpoint_threads(&dir) } else { None };
     let threads =
