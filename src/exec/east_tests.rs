@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::exec::backend::dyrelu::{apply, dyrelu, sigmoid, DyReluParams};
 use crate::exec::backend::testing::{assert_close, check_input_grad, numeric_grad, random};
-use crate::exec::backend::{read, ParamTensor, Tensor2};
+use crate::exec::backend::{read, Param, ParamTensor, Tensor2};
 use crate::exec::graph::{Batch, Graph, Mode, Node, Objective};
 use crate::ir::plan::{Clock, Plan, StepRamp};
 
@@ -44,8 +44,8 @@ fn dev() -> Cpu {
 /// (fc2 scaled by `fc2_scale`), plus its params.
 fn node(phase: (u64, u64), fc2_scale: f32) -> (DyRelu, Vec<ParamTensor>) {
     let d = dev();
-    let m = |v: Vec<f32>, r, c| ParamTensor::Matrix(d.tensor_from_vec(v, (r, c)));
-    let v = |v: Vec<f32>| ParamTensor::Vector(d.tensor_from_vec(v.clone(), (v.len(),)));
+    let m = |v: Vec<f32>, r, c| ParamTensor::Matrix(Param::new(d.tensor_from_vec(v, (r, c))));
+    let v = |v: Vec<f32>| ParamTensor::Vector(Param::new(d.tensor_from_vec(v.clone(), (v.len(),))));
     let scaled = |v: Vec<f32>| v.into_iter().map(|x| x * fc2_scale).collect::<Vec<_>>();
     let params = vec![
         m(random(2 * C, 1), 2, C),
@@ -189,10 +189,7 @@ fn the_whole_layer_matches_finite_differences() {
 }
 
 fn read_param(t: &ParamTensor) -> Vec<f32> {
-    match t {
-        ParamTensor::Matrix(m) => read(m),
-        ParamTensor::Vector(v) => read(v),
-    }
+    t.values().to_vec()
 }
 
 // ---------------------------------------------------------------- weight sharing

@@ -7,7 +7,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::gemm::{matmul_par, Mat};
-use super::{read, with_backward, Tensor1, Tensor2};
+use super::{read, with_backward, Param1, Param2, Tensor2};
 use crate::ir::plan::Activation;
 
 fn sigmoid(x: f32) -> f32 {
@@ -91,25 +91,19 @@ pub fn dropout<T: Tape<f32, Cpu>>(x: Tensor2<T>, p: f32, rng: &mut ChaCha8Rng) -
 
 /// `x W^T + b` with `W: (out, in)`: three `gemm` products over the rayon pool, and none for
 /// `dL/dx` when `input_grad` is false (the network's input).
-pub fn dense<T: Tape<f32, Cpu>>(
-    x: Tensor2<T>,
-    weight: &Tensor2,
-    bias: Option<&Tensor1>,
-    input_grad: bool,
-) -> Tensor2<T> {
+pub fn dense<T: Tape<f32, Cpu>>(x: Tensor2<T>, weight: &Param2, bias: Option<&Param1>, input_grad: bool) -> Tensor2<T> {
     let (x, tape) = x.split_tape();
     let (batch, inputs) = *x.shape();
-    let out = weight.shape().0;
-    assert_eq!(weight.shape().1, inputs, "dense weight shape");
-    let (xs, ws) = (read(&x), read(weight));
+    let out = weight.tensor().shape().0;
+    assert_eq!(weight.tensor().shape().1, inputs, "dense weight shape");
+    let (xs, ws) = (read(&x), weight.values().clone());
     let mut y = vec![0.0; batch * out];
     if let Some(b) = bias {
-        let b = read(b);
-        y.chunks_mut(out.max(1)).for_each(|row| row.copy_from_slice(&b));
+        y.chunks_mut(out.max(1)).for_each(|row| row.copy_from_slice(b.values()));
     }
     matmul_par(&mut y, Mat::new(&xs, batch, inputs), Mat::new(&ws, out, inputs).t(), bias.is_some());
     let result = x.device().tensor_from_vec(y, (batch, out));
-    let (xg, wg, bg) = (x.ghost(), weight.ghost(), bias.map(|b| b.ghost()));
+    let (xg, wg, bg) = (x.ghost(), weight.tensor().ghost(), bias.map(|b| b.tensor().ghost()));
     with_backward(result, tape, move |gy, grads| {
         let dw = grads.get_or_alloc_mut(&wg)?;
         matmul_par(dw, Mat::new(gy, batch, out).t(), Mat::new(&xs, batch, inputs), true);
@@ -175,8 +169,8 @@ mod tests {
         let dev = Cpu::default();
         let (x, w, b) = (random(3 * 5, 1), random(4 * 5, 2), random(4, 3));
         let xt: Tensor2 = dev.tensor_from_vec(x.clone(), (3, 5));
-        let wt: Tensor2 = dev.tensor_from_vec(w.clone(), (4, 5));
-        let bt: Tensor1 = dev.tensor_from_vec(b.clone(), (4,));
+        let wt = Param2::new(dev.tensor_from_vec(w.clone(), (4, 5)));
+        let bt = Param1::new(dev.tensor_from_vec(b.clone(), (4,)));
         let y = read(&dense(xt, &wt, Some(&bt), true));
         let want: Vec<f32> =
             (0..12).map(|i| b[i % 4] + (0..5).map(|j| x[(i / 4) * 5 + j] * w[(i % 4) * 5 + j]).sum::<f32>()).collect();

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::depthwise;
 use super::gemm::{matmul, Mat};
-use super::{add_into, fixed_chunks, read, with_backward, Tensor1, Tensor2};
+use super::{add_into, fixed_chunks, read, with_backward, Param1, Param2, Tensor2};
 
 /// Input geometry and hyper-parameters of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,19 +165,19 @@ fn col2im(g: &ConvGeom, col: &[f32], dx: &mut [f32]) {
 /// Convolution forward; `input_grad: false` skips `dL/dx` (the network's input needs none).
 pub fn conv2d<T: Tape<f32, Cpu>>(
     x: Tensor2<T>,
-    weight: &Tensor2,
-    bias: Option<&Tensor1>,
+    weight: &Param2,
+    bias: Option<&Param1>,
     g: ConvGeom,
     input_grad: bool,
 ) -> Tensor2<T> {
     let (x, tape) = x.split_tape();
     let batch = x.shape().0;
     assert_eq!(x.shape().1, g.in_len(), "conv input size");
-    assert_eq!(*weight.shape(), (g.out, g.fan_in()), "conv weight shape");
-    let (xs, ws, bs) = (read(&x), read(weight), bias.map(read));
-    let y = forward(&g, &xs, &ws, bs.as_deref(), batch);
+    assert_eq!(*weight.tensor().shape(), (g.out, g.fan_in()), "conv weight shape");
+    let (xs, ws) = (read(&x), weight.values().clone());
+    let y = forward(&g, &xs, &ws, bias.map(|b| b.values().as_slice()), batch);
     let out = x.device().tensor_from_vec(y, (batch, g.out_len()));
-    let (xg, wg, bg) = (x.ghost(), weight.ghost(), bias.map(|b| b.ghost()));
+    let (xg, wg, bg) = (x.ghost(), weight.tensor().ghost(), bias.map(|b| b.tensor().ghost()));
     with_backward(out, tape, move |gy, grads| {
         let (dw, db) = param_grads(&g, &xs, gy, batch);
         add_into(grads.get_or_alloc_mut(&wg)?, &dw);
@@ -409,8 +409,8 @@ mod tests {
             let dev = Cpu::default();
             let (x, w, b) = (random(batch * g.in_len(), 1), random(g.out * g.fan_in(), 2), random(g.out, 3));
             let xt: Tensor2 = dev.tensor_from_vec(x.clone(), (batch, g.in_len()));
-            let wt: Tensor2 = dev.tensor_from_vec(w.clone(), (g.out, g.fan_in()));
-            let bt: Tensor1 = dev.tensor_from_vec(b.clone(), (g.out,));
+            let wt = Param2::new(dev.tensor_from_vec(w.clone(), (g.out, g.fan_in())));
+            let bt = Param1::new(dev.tensor_from_vec(b.clone(), (g.out,)));
             let y = read(&conv2d(xt, &wt, Some(&bt), g, true));
             assert_close(&y, &naive(&g, &x, &w, &b, batch), 1e-5);
         }
@@ -423,12 +423,12 @@ mod tests {
         let (x, w) = (random(g.in_len(), 1), random(g.out * g.fan_in(), 2));
         let dev = Cpu::default();
         let xt: Tensor2 = dev.tensor_from_vec(x.clone(), (1, g.in_len()));
-        let wt: Tensor2 = dev.tensor_from_vec(w.clone(), (g.out, g.fan_in()));
+        let wt = Param2::new(dev.tensor_from_vec(w.clone(), (g.out, g.fan_in())));
         let y = read(&conv2d(xt, &wt, None, g, true));
         let half = ConvGeom { c: 2, out: 3, groups: 1, ..g };
         for i in 0..2 {
             let xi: Tensor2 = dev.tensor_from_vec(x[i * half.in_len()..][..half.in_len()].to_vec(), (1, half.in_len()));
-            let wi: Tensor2 = dev.tensor_from_vec(w[i * 3 * 18..][..3 * 18].to_vec(), (3, 18));
+            let wi = Param2::new(dev.tensor_from_vec(w[i * 3 * 18..][..3 * 18].to_vec(), (3, 18)));
             let yi = read(&conv2d(xi, &wi, None, half, true));
             assert_close(&y[i * half.out_len()..][..half.out_len()], &yi, 1e-6);
         }
@@ -438,7 +438,7 @@ mod tests {
     fn input_gradient_matches_finite_differences() {
         for g in ALL {
             let dev = Cpu::default();
-            let w: Tensor2 = dev.tensor_from_vec(random(g.out * g.fan_in(), 2), (g.out, g.fan_in()));
+            let w = Param2::new(dev.tensor_from_vec(random(g.out * g.fan_in(), 2), (g.out, g.fan_in())));
             let x = random(2 * g.in_len(), 1);
             let (a, n) = check_input_grad(
                 &x,
@@ -459,8 +459,8 @@ mod tests {
             let (w, b) = (random(g.out * g.fan_in(), 2), random(g.out, 3));
             let r = random(batch * g.out_len(), 4);
             let xt: Tensor2 = dev.tensor_from_vec(x.clone(), (batch, g.in_len()));
-            let wt: Tensor2 = dev.tensor_from_vec(w.clone(), (g.out, g.fan_in()));
-            let bt: Tensor1 = dev.tensor_from_vec(b.clone(), (g.out,));
+            let wt = Param2::new(dev.tensor_from_vec(w.clone(), (g.out, g.fan_in())));
+            let bt = Param1::new(dev.tensor_from_vec(b.clone(), (g.out,)));
             let rt: Tensor2 = dev.tensor_from_vec(r.clone(), (batch, g.out_len()));
             let y = conv2d(xt.leaky_trace(), &wt, Some(&bt), g, false);
             let grads = (y * rt).sum::<(), _>().backward();
@@ -468,8 +468,8 @@ mod tests {
                 let y = naive(&g, &x, w, b, batch);
                 y.iter().zip(&r).map(|(a, b)| (*a as f64) * (*b as f64)).sum()
             };
-            assert_close(&grads.get(&wt).as_vec(), &numeric_grad(&w, |w| loss(w, &b)), 1e-2);
-            assert_close(&grads.get(&bt).as_vec(), &numeric_grad(&b, |b| loss(&w, b)), 1e-2);
+            assert_close(&grads.get(wt.tensor()).as_vec(), &numeric_grad(&w, |w| loss(w, &b)), 1e-2);
+            assert_close(&grads.get(bt.tensor()).as_vec(), &numeric_grad(&b, |b| loss(&w, b)), 1e-2);
         }
     }
 }

@@ -21,7 +21,7 @@
 use dfdx::prelude::*;
 
 use super::act::dense;
-use super::{add_into, read, with_backward, Tensor1, Tensor2};
+use super::{add_into, read, with_backward, Param1, Param2, Tensor2};
 use crate::ir::passes::east::DYRELU_COEFS;
 
 const LAMBDA: [f32; DYRELU_COEFS] = [1.0, 1.0, 0.5, 0.5];
@@ -29,8 +29,8 @@ const INIT: [f32; DYRELU_COEFS] = [1.0, 0.0, 0.0, 0.0];
 
 /// A DyReLU-B layer's branch tensors and geometry: `c` channels of `hw` values each.
 pub struct DyReluParams<'a> {
-    pub fc1: (&'a Tensor2, &'a Tensor1),
-    pub fc2: (&'a Tensor2, &'a Tensor1),
+    pub fc1: (&'a Param2, &'a Param1),
+    pub fc2: (&'a Param2, &'a Param1),
     pub c: usize,
     pub hw: usize,
 }
@@ -106,19 +106,20 @@ pub fn apply<T: Tape<f32, Cpu>>(x: Tensor2, z: Tensor2<T>, c: usize, hw: usize, 
 /// flows back: `dL/dw += scale * G` and `dL/dscale += <G, w>`, where `G` is the gradient the
 /// conv leaves on the scaled tensor. The op is recorded before the conv that reads the result,
 /// so it runs after it in the backward pass; every block using `w` adds into the same gradient.
-pub fn scaled_weight<T: Tape<f32, Cpu>>(x: Tensor2<T>, w: &Tensor2, scale: &Tensor1) -> (Tensor2<T>, Tensor2) {
+pub fn scaled_weight<T: Tape<f32, Cpu>>(x: Tensor2<T>, w: &Param2, scale: &Param1) -> (Tensor2<T>, Param2) {
     let (x, mut tape) = x.split_tape();
-    let (ws, s) = (read(w), read(scale)[0]);
-    let scaled = w.device().tensor_from_vec(ws.iter().map(|v| v * s).collect(), *w.shape());
+    let (ws, s) = (w.values().clone(), scale.values()[0]);
+    let scaled =
+        Param2::new(w.tensor().device().tensor_from_vec(ws.iter().map(|v| v * s).collect(), *w.tensor().shape()));
     if T::OWNS_TAPE {
-        let (gs, gw, gscale) = (scaled.ghost(), w.ghost(), scale.ghost());
+        let (gs, gw, gscale) = (scaled.tensor().ghost(), w.tensor().ghost(), scale.tensor().ghost());
         tape.add_backward_op(move |grads| {
             let g = grads.get_or_alloc_mut(&gs)?.to_vec();
             let dw = grads.get_or_alloc_mut(&gw)?;
             for (d, gi) in dw.iter_mut().zip(&g) {
                 *d += s * gi;
             }
-            let dot: f64 = g.iter().zip(&ws).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+            let dot: f64 = g.iter().zip(ws.iter()).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
             grads.get_or_alloc_mut(&gscale)?[0] += dot as f32;
             Ok(())
         });

@@ -24,8 +24,6 @@ use crate::ir::plan::ParamKind;
 
 /// Activations: `(batch, features)`, with a tape `T` while training.
 pub type Tensor2<T = NoneTape> = Tensor<(usize, usize), f32, Cpu, T>;
-/// Vector parameters (biases, batchnorm scale and shift).
-pub type Tensor1 = Tensor<(usize,), f32, Cpu>;
 pub type Grads = Gradients<f32, Cpu>;
 pub type OpResult = Result<(), CpuError>;
 pub type Device = Cpu;
@@ -36,48 +34,95 @@ pub type Traced = OwnedTape<f32, Cpu>;
 pub trait Tape: dfdx::prelude::Tape<f32, Cpu> {}
 impl<T: dfdx::prelude::Tape<f32, Cpu>> Tape for T {}
 
+/// A parameter's values beside the dfdx tensor that names it on the tape. The ops read the
+/// values (shared, not copied: an op's backward closure keeps a reference) and use the tensor
+/// only for its identity and shape, so a step loads each parameter with one copy into `values`
+/// and none into dfdx (the tensor's own storage stays as allocated and is never read).
+#[derive(Clone)]
+pub struct Param<S: Shape> {
+    tensor: Tensor<S, f32, Cpu>,
+    values: std::sync::Arc<Vec<f32>>,
+}
+
+/// A weight matrix `(out, fan_in)`.
+pub type Param2 = Param<(usize, usize)>;
+/// A vector parameter (bias, batchnorm scale and shift, weight-sharing scale).
+pub type Param1 = Param<(usize,)>;
+
+impl<S: Shape> Param<S> {
+    /// A parameter holding `tensor`'s current values.
+    pub fn new(tensor: Tensor<S, f32, Cpu>) -> Param<S> {
+        let values = std::sync::Arc::new(read(&tensor));
+        Param { tensor, values }
+    }
+
+    /// The tensor that names this parameter on the tape (its gradient's key).
+    pub fn tensor(&self) -> &Tensor<S, f32, Cpu> {
+        &self.tensor
+    }
+
+    /// The values, shared: clone the `Arc` to keep them for a backward pass.
+    pub fn values(&self) -> &std::sync::Arc<Vec<f32>> {
+        &self.values
+    }
+
+    /// Loads new values (copies only when a backward closure still holds the old ones).
+    pub fn copy_from(&mut self, src: &[f32]) {
+        std::sync::Arc::make_mut(&mut self.values).copy_from_slice(src);
+    }
+}
+
 /// A parameter as the backend sees it: weights as `(out, fan_in)` matrices, the rest as vectors.
 pub enum ParamTensor {
-    Matrix(Tensor2),
-    Vector(Tensor1),
+    Matrix(Param2),
+    Vector(Param1),
 }
 
 impl ParamTensor {
     pub fn new(dev: &Device, kind: ParamKind, shape: &[usize]) -> ParamTensor {
         let n: usize = shape.iter().product();
         match kind {
-            ParamKind::Weight => ParamTensor::Matrix(dev.zeros_like(&(shape[0], n / shape[0].max(1)))),
+            ParamKind::Weight => ParamTensor::Matrix(Param::new(dev.zeros_like(&(shape[0], n / shape[0].max(1))))),
             ParamKind::Bias | ParamKind::BnScale | ParamKind::BnShift | ParamKind::Scale => {
-                ParamTensor::Vector(dev.zeros_like(&(n,)))
+                ParamTensor::Vector(Param::new(dev.zeros_like(&(n,))))
             }
         }
     }
 
     pub fn copy_from(&mut self, src: &[f32]) {
         match self {
-            ParamTensor::Matrix(t) => t.copy_from(src),
-            ParamTensor::Vector(t) => t.copy_from(src),
+            ParamTensor::Matrix(p) => p.copy_from(src),
+            ParamTensor::Vector(p) => p.copy_from(src),
         }
     }
 
     /// This parameter's gradient after `backward` (zeros if it took no part).
     pub fn grad<'g>(&self, grads: &'g mut Grads) -> Result<&'g mut [f32], CpuError> {
         Ok(match self {
-            ParamTensor::Matrix(t) => grads.get_or_alloc_mut(t)?,
-            ParamTensor::Vector(t) => grads.get_or_alloc_mut(t)?,
+            ParamTensor::Matrix(p) => grads.get_or_alloc_mut(p.tensor())?,
+            ParamTensor::Vector(p) => grads.get_or_alloc_mut(p.tensor())?,
         })
     }
 
-    // The graph pairs each node with tensors of the right kind, so a mismatch is a bug there.
-    pub fn matrix(&self) -> &Tensor2 {
+    /// The current values.
+    #[cfg(test)]
+    pub fn values(&self) -> &[f32] {
         match self {
-            ParamTensor::Matrix(t) => t,
+            ParamTensor::Matrix(p) => p.values(),
+            ParamTensor::Vector(p) => p.values(),
+        }
+    }
+
+    // The graph pairs each node with tensors of the right kind, so a mismatch is a bug there.
+    pub fn matrix(&self) -> &Param2 {
+        match self {
+            ParamTensor::Matrix(p) => p,
             ParamTensor::Vector(_) => unreachable!("weights are built as matrices"),
         }
     }
-    pub fn vector(&self) -> &Tensor1 {
+    pub fn vector(&self) -> &Param1 {
         match self {
-            ParamTensor::Vector(t) => t,
+            ParamTensor::Vector(p) => p,
             ParamTensor::Matrix(_) => unreachable!("vectors are built as vectors"),
         }
     }

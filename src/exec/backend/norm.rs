@@ -5,7 +5,7 @@
 
 use dfdx::prelude::*;
 
-use super::{add_into, read, with_backward, Tensor1, Tensor2};
+use super::{add_into, read, with_backward, Param1, Tensor2};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BnGeom {
@@ -47,8 +47,8 @@ fn batch_stats(xs: &[f32], batch: usize, g: &BnGeom) -> (Vec<f32>, Vec<f32>) {
 
 pub fn batch_norm<T: Tape<f32, Cpu>>(
     x: Tensor2<T>,
-    scale: &Tensor1,
-    shift: &Tensor1,
+    scale: &Param1,
+    shift: &Param1,
     g: BnGeom,
     stats: &mut BnStats,
     train: bool,
@@ -56,7 +56,7 @@ pub fn batch_norm<T: Tape<f32, Cpu>>(
     let (x, tape) = x.split_tape();
     let batch = x.shape().0;
     let xs = read(&x);
-    let (gamma, beta) = (read(scale), read(shift));
+    let (gamma, beta) = (scale.values().clone(), shift.values().clone());
     let (mean, var) = if train {
         let (mean, var) = batch_stats(&xs, batch, &g);
         let n = (batch * g.hw) as f32;
@@ -80,7 +80,7 @@ pub fn batch_norm<T: Tape<f32, Cpu>>(
         }
     }
     let out = x.device().tensor_from_vec(y, (batch, g.c * g.hw));
-    let (xg, sg, bg) = (x.ghost(), scale.ghost(), shift.ghost());
+    let (xg, sg, bg) = (x.ghost(), scale.tensor().ghost(), shift.tensor().ghost());
     with_backward(out, tape, move |gy, grads| {
         let (mut dgamma, mut dbeta) = (vec![0.0f32; g.c], vec![0.0f32; g.c]);
         for (i, (xp, gp)) in xhat.chunks(g.hw).zip(gy.chunks(g.hw)).enumerate() {
@@ -117,8 +117,8 @@ mod tests {
         let dev = Cpu::default();
         let batch = 4;
         let x = random(batch * 15, 7);
-        let ones: Tensor1 = dev.tensor_from_vec(vec![1.0; 3], (3,));
-        let zeros: Tensor1 = dev.tensor_from_vec(vec![0.0; 3], (3,));
+        let ones = Param1::new(dev.tensor_from_vec(vec![1.0; 3], (3,)));
+        let zeros = Param1::new(dev.tensor_from_vec(vec![0.0; 3], (3,)));
         let mut stats = BnStats::new(3);
         let xt: Tensor2 = dev.tensor_from_vec(x.clone(), (batch, 15));
         let y = read(&batch_norm(xt, &ones, &zeros, G, &mut stats, true));
@@ -138,8 +138,8 @@ mod tests {
         let dev = Cpu::default();
         let gamma = random(3, 8);
         let beta = random(3, 9);
-        let st: Tensor1 = dev.tensor_from_vec(gamma.clone(), (3,));
-        let sh: Tensor1 = dev.tensor_from_vec(beta.clone(), (3,));
+        let st = Param1::new(dev.tensor_from_vec(gamma.clone(), (3,)));
+        let sh = Param1::new(dev.tensor_from_vec(beta.clone(), (3,)));
         let x = random(4 * 15, 10);
         for train in [true, false] {
             let run = BnStats { mean: random(3, 11), var: vec![0.5, 1.5, 2.0] };
@@ -155,11 +155,11 @@ mod tests {
         let y = batch_norm(xt.leaky_trace(), &st, &sh, G, &mut BnStats::new(3), true);
         let grads = (y * rt).sum::<(), _>().backward();
         let loss = |gm: &[f32]| -> f64 {
-            let s: Tensor1 = dev.tensor_from_vec(gm.to_vec(), (3,));
+            let s = Param1::new(dev.tensor_from_vec(gm.to_vec(), (3,)));
             let xt: Tensor2 = dev.tensor_from_vec(x.clone(), (4, 15));
             let y = read(&batch_norm(xt, &s, &sh, G, &mut BnStats::new(3), true));
             y.iter().zip(&r).map(|(a, b)| (*a * *b) as f64).sum()
         };
-        assert_close(&grads.get(&st).as_vec(), &numeric_grad(&gamma, loss), 1e-2);
+        assert_close(&grads.get(st.tensor()).as_vec(), &numeric_grad(&gamma, loss), 1e-2);
     }
 }

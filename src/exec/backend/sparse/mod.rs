@@ -23,7 +23,7 @@ use kernels::{Cols, Rows, LANES};
 
 use super::conv::{self, ConvGeom};
 use super::gemm::{matmul, Mat};
-use super::{add_into, read, Tensor1, Tensor2};
+use super::{add_into, Param1, Param2, Tensor2};
 
 /// Activation-sized buffers for the layouts, reused across steps: allocating and zeroing them
 /// afresh every step cost more than the kernels at high sparsity (page faults and memsets).
@@ -407,9 +407,9 @@ fn add_input_grad(g: &ConvGeom, dxt: &[f32], bp: usize, dx: &mut [f32]) {
 /// weight's only use). `input_grad: false` skips `dL/dx`.
 pub fn sparse_layer<T: Tape<f32, Cpu>>(
     x: Tensor2<T>,
-    weight: &Tensor2,
+    weight: &Param2,
     sw: &Arc<SparseWeight>,
-    bias: Option<&Tensor1>,
+    bias: Option<&Param1>,
     input_grad: bool,
 ) -> Tensor2<T> {
     let (x, mut tape) = x.split_tape();
@@ -420,8 +420,7 @@ pub fn sparse_layer<T: Tape<f32, Cpu>>(
     let mut xs = take(batch * g.in_len(), false);
     x.copy_into(&mut xs);
     let xt = input_layout(&g, &xs, batch, bp);
-    let bs = bias.map(read);
-    let yt = sw.forward(&xt, bs.as_deref(), bp);
+    let yt = sw.forward(&xt, bias.map(|b| b.values().as_slice()), bp);
     let rows = g.out_len();
     let mut y = vec![0.0; batch * rows];
     from_batch_minor(&yt, rows, bp, &mut y);
@@ -432,7 +431,7 @@ pub fn sparse_layer<T: Tape<f32, Cpu>>(
         give(xs);
         return out.put_tape(tape);
     }
-    let (xg, wg, bg, yg) = (x.ghost(), weight.ghost(), bias.map(|b| b.ghost()), out.ghost());
+    let (xg, wg, bg, yg) = (x.ghost(), weight.tensor().ghost(), bias.map(|b| b.tensor().ghost()), out.ghost());
     let sw = Arc::clone(sw);
     let xs = if sw.dense_weight_grad {
         Some(xs)

@@ -3,6 +3,7 @@
 
 use super::super::act::dense;
 use super::super::conv::conv2d;
+use super::super::read;
 use super::super::testing::random;
 use super::*;
 
@@ -38,7 +39,7 @@ fn isas() -> Vec<Isa> {
 type Grads4 = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
 
 fn run(
-    layer: impl Fn(Tensor2<OwnedTape<f32, Cpu>>, &Tensor2, &Tensor1) -> Tensor2<OwnedTape<f32, Cpu>>,
+    layer: impl Fn(Tensor2<OwnedTape<f32, Cpu>>, &Param2, &Param1) -> Tensor2<OwnedTape<f32, Cpu>>,
     x: &[f32],
     w: &[f32],
     b: &[f32],
@@ -47,15 +48,15 @@ fn run(
 ) -> Grads4 {
     let dev = Cpu::default();
     let xt: Tensor2 = dev.tensor_from_vec(x.to_vec(), (batch, x.len() / batch));
-    let wt: Tensor2 = dev.tensor_from_vec(w.to_vec(), (b.len(), w.len() / b.len()));
-    let bt: Tensor1 = dev.tensor_from_vec(b.to_vec(), (b.len(),));
+    let wt = Param2::new(dev.tensor_from_vec(w.to_vec(), (b.len(), w.len() / b.len())));
+    let bt = Param1::new(dev.tensor_from_vec(b.to_vec(), (b.len(),)));
     let y = layer(xt.leaky_trace(), &wt, &bt);
     let yv = read(&y);
     let rt: Tensor2 = dev.tensor_from_vec(random(batch * out_len, 77), (batch, out_len));
     let mut grads = (y * rt).sum::<(), _>().backward();
     // A weight on the sparse kernels leaves its tensor's gradient unallocated (zeros).
-    let dw = grads.get_or_alloc_mut(&wt).unwrap().to_vec();
-    (yv, grads.get(&xt).as_vec(), dw, grads.get(&bt).as_vec())
+    let dw = grads.get_or_alloc_mut(wt.tensor()).unwrap().to_vec();
+    (yv, grads.get(&xt).as_vec(), dw, grads.get(bt.tensor()).as_vec())
 }
 
 fn close(what: &str, a: &[f32], b: &[f32]) {
@@ -72,7 +73,7 @@ fn check(g: ConvGeom, batch: usize, linear: bool) {
     let b = random(g.out, 3);
     for (name, mask) in masks(g.out, fan, 4) {
         let wm: Vec<f32> = w.iter().zip(&mask).map(|(a, m)| a * m).collect();
-        let reference = |x: Tensor2<OwnedTape<f32, Cpu>>, w: &Tensor2, b: &Tensor1| {
+        let reference = |x: Tensor2<OwnedTape<f32, Cpu>>, w: &Param2, b: &Param1| {
             if linear {
                 dense(x, w, Some(b), true)
             } else {
