@@ -4,6 +4,7 @@
 //! variance); evaluation uses the running statistics.
 
 use dfdx::prelude::*;
+use rayon::prelude::*;
 
 use super::{add_into, read, with_backward, Param1, Tensor2};
 
@@ -28,20 +29,25 @@ impl BnStats {
     }
 }
 
-/// Per-channel mean and biased variance over batch and positions (accumulated in f64).
+/// Per-channel mean and biased variance over batch and positions (accumulated in f64). Channels
+/// run in parallel; each sums its planes in batch order, so the bits do not depend on threads.
 fn batch_stats(xs: &[f32], batch: usize, g: &BnGeom) -> (Vec<f32>, Vec<f32>) {
     let n = (batch * g.hw) as f64;
-    let mut sum = vec![0.0f64; g.c];
-    let mut sq = vec![0.0f64; g.c];
-    for (i, plane) in xs.chunks(g.hw).enumerate() {
-        let ch = i % g.c;
-        for &v in plane {
-            sum[ch] += v as f64;
-            sq[ch] += (v as f64) * (v as f64);
-        }
-    }
-    let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
-    let var = sq.iter().zip(&mean).map(|(q, m)| (q / n - m * m).max(0.0) as f32).collect();
+    let sums: Vec<(f64, f64)> = (0..g.c)
+        .into_par_iter()
+        .map(|ch| {
+            let (mut sum, mut sq) = (0.0f64, 0.0f64);
+            for b in 0..batch {
+                for &v in &xs[(b * g.c + ch) * g.hw..][..g.hw] {
+                    sum += v as f64;
+                    sq += (v as f64) * (v as f64);
+                }
+            }
+            (sum, sq)
+        })
+        .collect();
+    let mean: Vec<f64> = sums.iter().map(|(s, _)| s / n).collect();
+    let var = sums.iter().zip(&mean).map(|((_, q), m)| (q / n - m * m).max(0.0) as f32).collect();
     (mean.into_iter().map(|m| m as f32).collect(), var)
 }
 
@@ -72,33 +78,44 @@ pub fn batch_norm<T: Tape<f32, Cpu>>(
     let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + g.eps).sqrt()).collect();
     let mut xhat = xs;
     let mut y = vec![0.0; xhat.len()];
-    for (i, (xp, yp)) in xhat.chunks_mut(g.hw).zip(y.chunks_mut(g.hw)).enumerate() {
+    let hw = g.hw.max(1);
+    xhat.par_chunks_mut(hw).zip(y.par_chunks_mut(hw)).enumerate().with_min_len(8).for_each(|(i, (xp, yp))| {
         let ch = i % g.c;
         for (xv, yv) in xp.iter_mut().zip(yp) {
             *xv = (*xv - mean[ch]) * inv_std[ch];
             *yv = gamma[ch] * *xv + beta[ch];
         }
-    }
+    });
     let out = x.device().tensor_from_vec(y, (batch, g.c * g.hw));
     let (xg, sg, bg) = (x.ghost(), scale.tensor().ghost(), shift.tensor().ghost());
     with_backward(out, tape, move |gy, grads| {
-        let (mut dgamma, mut dbeta) = (vec![0.0f32; g.c], vec![0.0f32; g.c]);
-        for (i, (xp, gp)) in xhat.chunks(g.hw).zip(gy.chunks(g.hw)).enumerate() {
-            let ch = i % g.c;
-            for (xv, gv) in xp.iter().zip(gp) {
-                dgamma[ch] += gv * xv;
-                dbeta[ch] += gv;
-            }
-        }
+        // Per channel, over its planes in batch order (the bits do not depend on threads).
+        let (dgamma, dbeta): (Vec<f32>, Vec<f32>) = (0..g.c)
+            .into_par_iter()
+            .map(|ch| {
+                let (mut dgamma, mut dbeta) = (0.0f32, 0.0f32);
+                for b in 0..batch {
+                    let at = (b * g.c + ch) * g.hw;
+                    for (xv, gv) in xhat[at..at + g.hw].iter().zip(&gy[at..at + g.hw]) {
+                        dgamma += gv * xv;
+                        dbeta += gv;
+                    }
+                }
+                (dgamma, dbeta)
+            })
+            .unzip();
         let dx = grads.get_or_alloc_mut(&xg)?;
         let n = (batch * g.hw) as f32;
-        for (i, ((dp, xp), gp)) in dx.chunks_mut(g.hw).zip(xhat.chunks(g.hw)).zip(gy.chunks(g.hw)).enumerate() {
-            let ch = i % g.c;
-            let k = gamma[ch] * inv_std[ch];
-            for ((d, xv), gv) in dp.iter_mut().zip(xp).zip(gp) {
-                *d += if train { k * (gv - (dbeta[ch] + xv * dgamma[ch]) / n) } else { k * gv };
-            }
-        }
+        let hw = g.hw.max(1);
+        dx.par_chunks_mut(hw).zip(xhat.par_chunks(hw)).zip(gy.par_chunks(hw)).enumerate().with_min_len(8).for_each(
+            |(i, ((dp, xp), gp))| {
+                let ch = i % g.c;
+                let k = gamma[ch] * inv_std[ch];
+                for ((d, xv), gv) in dp.iter_mut().zip(xp).zip(gp) {
+                    *d += if train { k * (gv - (dbeta[ch] + xv * dgamma[ch]) / n) } else { k * gv };
+                }
+            },
+        );
         add_into(grads.get_or_alloc_mut(&sg)?, &dgamma);
         add_into(grads.get_or_alloc_mut(&bg)?, &dbeta);
         Ok(())
@@ -131,6 +148,32 @@ mod tests {
             assert!((stats.mean[ch] - 0.1 * m).abs() < 1e-6);
             assert!((stats.var[ch] - (0.9 + 0.1 * v * 20.0 / 19.0)).abs() < 1e-5);
         }
+    }
+
+    #[test]
+    fn outputs_and_gradients_do_not_depend_on_the_thread_count() {
+        let g = BnGeom { c: 5, hw: 37, eps: 1e-5, momentum: 0.1 };
+        let batch = 9;
+        let x = random(batch * g.c * g.hw, 21);
+        let r = random(x.len(), 22);
+        let run = || {
+            let dev = Cpu::default();
+            let (s, sh) = (
+                Param1::new(dev.tensor_from_vec(random(5, 23), (5,))),
+                Param1::new(dev.tensor_from_vec(random(5, 24), (5,))),
+            );
+            let xt: Tensor2 = dev.tensor_from_vec(x.clone(), (batch, g.c * g.hw));
+            let rt: Tensor2 = dev.tensor_from_vec(r.clone(), (batch, g.c * g.hw));
+            let mut stats = BnStats::new(g.c);
+            let y = batch_norm(xt.leaky_trace(), &s, &sh, g, &mut stats, true);
+            let yv = read(&y);
+            let grads = (y * rt).sum::<(), _>().backward();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            (bits(&yv), bits(&grads.get(&xt).as_vec()), bits(&grads.get(s.tensor()).as_vec()), bits(&stats.var))
+        };
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(run);
+        let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(run);
+        assert!(one == three);
     }
 
     #[test]
