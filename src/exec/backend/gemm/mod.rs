@@ -65,9 +65,6 @@ pub fn matmul_par(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool) {
 }
 
 fn matmul_with(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, parallelism: gemm::Parallelism) {
-    if use_avx512() {
-        return matmul_avx512(dst, a, b, accumulate, parallelism);
-    }
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "inner dimensions differ");
     assert_eq!(dst.len(), m * n, "destination size");
@@ -81,6 +78,9 @@ fn matmul_with(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, parallelism: g
             dst.fill(0.0);
         }
         return;
+    }
+    if use_avx512() {
+        return matmul_avx512(dst, a, b, accumulate, parallelism);
     }
     // SAFETY: the three views were bounds-checked above against their slices (`dst` is a
     // dense m x n row-major block); the slices outlive the call and `dst` is borrowed
@@ -111,25 +111,15 @@ fn matmul_with(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, parallelism: g
     }
 }
 
-/// The AVX-512 product, its rows of `dst` split over threads in blocks (every element's sum has
-/// one order whatever the split: the bits do not depend on the thread count).
+/// The AVX-512 product of views [`matmul_with`] has checked (non-empty, `k > 0`), its rows of
+/// `dst` split over threads in blocks (every element's sum has one order whatever the split: the
+/// bits do not depend on the thread count).
 fn matmul_avx512(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, parallelism: gemm::Parallelism) {
     #[cfg(target_arch = "x86_64")]
     {
         use rayon::prelude::*;
         let (m, k, n) = (a.rows, a.cols, b.cols);
-        a.check(a.data.len());
-        b.check(b.data.len());
-        assert!(b.rows == k && dst.len() == m * n, "matrix shapes");
-        if m == 0 || n == 0 {
-            return;
-        }
-        if k == 0 {
-            if !accumulate {
-                dst.fill(0.0);
-            }
-            return;
-        }
+        debug_assert!(m > 0 && n > 0 && k > 0 && b.rows == k && dst.len() == m * n);
         let threads = match parallelism {
             gemm::Parallelism::Rayon(t) => t.max(1),
             _ => 1,
