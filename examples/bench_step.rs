@@ -6,7 +6,7 @@
 //! lenet5_caffe, resnet20; default all). `BENCH_KERNELS=auto|dense|sparse` forces the
 //! products (default auto, what `sprsc run` does); `BENCH_UPDATE=rigl|st3` measures masks that
 //! move (a RigL swap before every step; ST-3's soft threshold) instead of fixed ones; `BENCH_STEPS` sets the steps per cell and
-//! `BENCH_SPARSITY=0.5,0.7` runs those sparsities instead.
+//! `BENCH_SPARSITY=0.5,0.7` runs those sparsities instead, `BENCH_THREADS=1` one thread count.
 //! Prints one line per cell:
 //! `step model=<name> sparsity=<s> threads=<t> ms=<median ms per step>`
 //! and, after `#`, which layers ran sparse. `bench/step.sh` runs this beside PyTorch.
@@ -94,7 +94,11 @@ fn main() {
             std::env::var("BENCH_SPARSITY").ok().map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect());
         for &s in listed.as_deref().unwrap_or(sparsities) {
             let p = plan(model, data, s, epochs, &update);
-            for threads in [1, 2] {
+            let threads: Vec<usize> = std::env::var("BENCH_THREADS")
+                .ok()
+                .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+                .unwrap_or_else(|| vec![1, 2]);
+            for threads in threads {
                 let opts = RunOptions {
                     out_dir: Some(dir.clone()),
                     threads: Some(threads),

@@ -45,13 +45,37 @@ pub enum Objective {
 }
 
 /// A parameter's gradient from [`Graph::loss_and_grads`]: dense, or only at the kept positions
-/// of a weight that ran on the sparse kernels (zero elsewhere).
+/// of a weight that ran on the sparse kernels (zero elsewhere); `layout` names the set of kept
+/// positions (the same `layout`, the same `index`).
 pub enum ParamGrad<'a> {
     Dense(&'a [f32]),
-    Kept { len: usize, index: &'a [u32], values: &'a [f32] },
+    Kept { len: usize, index: &'a [u32], values: &'a [f32], layout: u64 },
 }
 
 impl ParamGrad<'_> {
+    /// Writes the whole gradient into `dst`, where `support` is what the last call returned for
+    /// this `dst` (`None`: unknown). A kept gradient on the same layout as the last one writes
+    /// the kept positions only: the rest of `dst` is still zero, unless something other than
+    /// scaling wrote it since (then pass `None`). Returns the layout now in `dst`.
+    pub fn write_over(&self, dst: &mut [f32], support: Option<u64>) -> Option<u64> {
+        match self {
+            ParamGrad::Kept { index, values, layout, .. } if support == Some(*layout) => {
+                for (&i, &v) in index.iter().zip(values.iter()) {
+                    dst[i as usize] = v;
+                }
+                Some(*layout)
+            }
+            ParamGrad::Kept { layout, .. } => {
+                self.write_into(dst);
+                Some(*layout)
+            }
+            ParamGrad::Dense(_) => {
+                self.write_into(dst);
+                None
+            }
+        }
+    }
+
     /// Writes the whole gradient into `dst`.
     pub fn write_into(&self, dst: &mut [f32]) {
         match self {
@@ -120,7 +144,7 @@ impl Graph {
             if let Some(sw) = &self.sparse[i].active {
                 if let Some((index, values)) = sw.kept_grad() {
                     let len = sw.geom.out * sw.geom.fan_in();
-                    grad(i, ParamGrad::Kept { len, index, values: &values });
+                    grad(i, ParamGrad::Kept { len, index, values: &values, layout: sw.layout });
                     continue;
                 }
             }
@@ -145,5 +169,30 @@ impl Graph {
         let logits = run(&self.nodes, &self.params, &self.sparse, &mut self.bn, x, mode, watch);
         let (loss, correct) = cross_entropy(logits, &batch.labels, None);
         (value(&loss), correct)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ParamGrad;
+
+    #[test]
+    fn a_kept_gradient_on_the_same_layout_writes_only_its_positions() {
+        let (index, values) = ([1u32, 3], [5.0f32, 6.0]);
+        let kept = |layout| ParamGrad::Kept { len: 5, index: &index, values: &values, layout };
+        // Unknown support: the whole vector is written.
+        let mut dst = vec![9.0; 5];
+        assert_eq!(kept(7).write_over(&mut dst, None), Some(7));
+        assert_eq!(dst, [0.0, 5.0, 0.0, 6.0, 0.0]);
+        // The same layout: only the kept positions (a stray value elsewhere shows it).
+        dst[0] = 1.0;
+        assert_eq!(kept(7).write_over(&mut dst, Some(7)), Some(7));
+        assert_eq!(dst, [1.0, 5.0, 0.0, 6.0, 0.0]);
+        // Another layout: zeroed again.
+        assert_eq!(kept(8).write_over(&mut dst, Some(7)), Some(8));
+        assert_eq!(dst, [0.0, 5.0, 0.0, 6.0, 0.0]);
+        // A dense gradient: copied, support unknown.
+        assert_eq!(ParamGrad::Dense(&[1.0; 5]).write_over(&mut dst, Some(8)), None);
+        assert_eq!(dst, [1.0; 5]);
     }
 }

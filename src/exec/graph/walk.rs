@@ -7,8 +7,9 @@ use crate::exec::backend::conv::conv2d;
 use crate::exec::backend::dyrelu::{dyrelu, scaled_weight, DyReluParams};
 use crate::exec::backend::norm::{batch_norm, BnStats};
 use crate::exec::backend::pool::{avg_pool, global_avg_pool, max_pool};
-use crate::exec::backend::sparse::sparse_layer;
+use crate::exec::backend::sparse::{sparse_chain, sparse_layer, ChainLayer};
 use crate::exec::backend::{add, fork, read, scale, ParamTensor, Tape, Tensor2};
+use crate::ir::plan::Activation;
 
 pub(super) fn run<T: Tape>(
     nodes: &[Node],
@@ -20,7 +21,17 @@ pub(super) fn run<T: Tape>(
     mut watch: Option<&mut [ReluUnits]>,
 ) -> Tensor2<T> {
     let mut x = x;
-    for node in nodes {
+    let mut i = 0;
+    while i < nodes.len() {
+        if watch.is_none() {
+            if let Some((layers, input_grad, used)) = chain_at(&nodes[i..], p, sp) {
+                x = sparse_chain(x, &layers, input_grad);
+                i += used;
+                continue;
+            }
+        }
+        let node = &nodes[i];
+        i += 1;
         x = match node {
             Node::Dense { w, b, input_grad } => match &sp[*w].active {
                 Some(s) => sparse_layer(x, p[*w].matrix(), s, b.map(|b| p[b].vector()), *input_grad),
@@ -67,6 +78,32 @@ pub(super) fn run<T: Tape>(
         };
     }
     x
+}
+
+/// Two or more dense layers in a row at the start of `nodes` that run on the sparse kernels
+/// with kept-weight gradients, each optionally followed by a ReLU (flattens between them are
+/// no-ops): the layers of a [`sparse_chain`], its `input_grad`, and the nodes it replaces.
+fn chain_at<'a>(
+    nodes: &[Node],
+    p: &'a [ParamTensor],
+    sp: &'a [SparseSlot],
+) -> Option<(Vec<ChainLayer<'a>>, bool, usize)> {
+    let (mut layers, mut input_grad, mut i) = (Vec::new(), true, 0);
+    while let Some(Node::Dense { w, b, input_grad: needs }) = nodes.get(i) {
+        let Some(sw) = sp[*w].active.as_ref().filter(|s| !s.dense_weight_grad) else {
+            break;
+        };
+        if layers.is_empty() {
+            input_grad = *needs;
+        }
+        let relu = matches!(nodes.get(i + 1), Some(Node::Act(Activation::Relu, _)));
+        layers.push(ChainLayer { sw, bias: b.map(|b| p[b].vector()), relu });
+        i += 1 + usize::from(relu);
+        while matches!(nodes.get(i), Some(Node::Flatten)) {
+            i += 1;
+        }
+    }
+    (layers.len() >= 2).then_some((layers, input_grad, i))
 }
 
 /// `y` unchanged; records which of ReLU layer `relu`'s units fire in it when watching.

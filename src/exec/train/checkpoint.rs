@@ -250,6 +250,7 @@ impl Trainer<'_> {
     pub(super) fn restore(&mut self, c: Loaded) -> Result<(), RunError> {
         let Loaded { state: s, mut tensors } = c;
         let mut take = |name: &str| tensors.remove(name).unwrap_or_default();
+        self.grad_support.clear();
         for p in &mut self.params {
             let n = p.spec.name.clone();
             p.raw = take(&format!("param/{n}/raw"));

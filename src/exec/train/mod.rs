@@ -84,6 +84,9 @@ pub struct Trainer<'a> {
     step_ms: Vec<f32>,
     /// Gathered arrays of the sparse layers' optimizer update, reused across steps.
     update_scratch: [Vec<f32>; 5],
+    /// Per param, the sparse layout whose kept positions are the only nonzeros of its `grad`
+    /// ([`super::graph::ParamGrad::write_over`]); `None` when unknown.
+    pub(crate) grad_support: Vec<Option<u64>>,
 }
 
 /// Rejects what does not fit the data.
@@ -155,6 +158,7 @@ impl<'a> Trainer<'a> {
             abort_at: std::env::var(ABORT_VAR).ok().and_then(|v| v.parse().ok()),
             step_ms: Vec::new(),
             update_scratch: Default::default(),
+            grad_support: Vec::new(),
         })
     }
 
@@ -373,9 +377,11 @@ impl<'a> Trainer<'a> {
         let objective = Objective::CrossEntropy { smoothing: self.techniques.smoothing, temperature: 1.0 };
         let mut mode = Mode { train: true, dropout: true, rng: &mut self.rng_dropout, step: self.step };
         let params = &mut self.params;
-        let (value, correct) = self
-            .graph
-            .loss_and_grads(batch, objective, &mut mode, self.plan.span, |i, g| g.write_into(&mut params[i].grad))?;
+        let support = &mut self.grad_support;
+        support.resize(params.len(), None);
+        let (value, correct) = self.graph.loss_and_grads(batch, objective, &mut mode, self.plan.span, |i, g| {
+            support[i] = g.write_over(&mut params[i].grad, support[i]);
+        })?;
         if !value.is_finite() {
             let epoch = self.step / self.clock.steps_per_epoch;
             return Err(RunError::NonFiniteLoss { value, step: self.step, epoch, span: self.techniques.blame_span });
@@ -393,6 +399,12 @@ impl<'a> Trainer<'a> {
             &mut self.update_scratch,
         )
         .map_err(super::jit::call_failed(self.plan.span))?;
+        // Only `update_kept` is known to leave `grad` alone.
+        for (support, kept) in self.grad_support.iter_mut().zip(&kept) {
+            if kept.is_none() {
+                *support = None;
+            }
+        }
         self.losses.push(value);
         self.step += 1;
         Ok((value, correct))

@@ -10,14 +10,17 @@
 //! SDDMM (kept weights only) unless [`SparseWeight::dense_weight_grad`] asks for the dense one
 //! (ST-3's straight-through estimator, RigL's and EAST's growth by gradient).
 
+mod chain;
 pub mod kernels;
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
+pub use chain::{sparse_chain, ChainLayer};
 pub use kernels::Isa;
 use kernels::{Cols, Rows, LANES};
 
@@ -96,7 +99,13 @@ pub struct SparseWeight {
     /// The last backward pass's kept-weight gradients, in `vals` order.
     kept_grad: Arc<Mutex<Vec<f32>>>,
     pub isa: Isa,
+    /// Distinct for every structure built in this process (clones share it): two gradients with
+    /// the same `layout` have the same kept positions.
+    pub layout: u64,
 }
+
+/// The next [`SparseWeight::layout`].
+static LAYOUTS: AtomicU64 = AtomicU64::new(0);
 
 /// The geometry of a dense layer `in -> out` as a 1x1 convolution.
 pub fn linear_geom(inputs: usize, out: usize) -> ConvGeom {
@@ -185,6 +194,7 @@ impl SparseWeight {
             dense_weight_grad: false,
             kept_grad: Arc::new(Mutex::new(vec![0.0; nnz])),
             isa,
+            layout: LAYOUTS.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -375,6 +385,18 @@ fn input_layout(g: &ConvGeom, xs: &[f32], batch: usize, bp: usize) -> Vec<f32> {
     xt
 }
 
+/// The batch-contiguous `[rows][bp]` form of an output gradient `gy` `(batch, rows)`, zero in
+/// the padding lanes (so nothing flows back from them).
+fn output_grad_layout(gy: &[f32], rows: usize, batch: usize, bp: usize) -> Vec<f32> {
+    let mut dyt = take(rows * bp, !batch.is_multiple_of(LANES));
+    let min = min_len(rows.div_ceil(64), dyt.len());
+    dyt.par_chunks_mut(64 * bp).enumerate().with_min_len(min).for_each(|(i, d)| {
+        let n = d.len() / bp;
+        to_batch_minor(&gy[i * 64..], rows, n, batch, d, bp);
+    });
+    dyt
+}
+
 /// Adds `[rows][bp]` into `dst` `(batch, rows)`.
 fn from_batch_minor(src: &[f32], rows: usize, bp: usize, dst: &mut [f32]) {
     let min = min_len(dst.len().div_ceil((LANES * rows).max(1)), dst.len());
@@ -443,12 +465,7 @@ pub fn sparse_layer<T: Tape<f32, Cpu>>(
         // The output gradient goes straight into the batch-contiguous layout (no copy of it
         // unless the dense weight gradient needs one).
         let gy = grads.get_or_alloc_mut(&yg)?;
-        let mut dyt = take(rows * bp, !batch.is_multiple_of(LANES));
-        let min = min_len(rows.div_ceil(64), dyt.len());
-        dyt.par_chunks_mut(64 * bp).enumerate().with_min_len(min).for_each(|(i, d)| {
-            let n = d.len() / bp;
-            to_batch_minor(&gy[i * 64..], rows, n, batch, d, bp);
-        });
+        let dyt = output_grad_layout(gy, rows, batch, bp);
         let gy = xs.as_ref().map(|_| gy.to_vec());
         let (dw_kept, db) = sw.weight_grad(&dyt, &xt, bp, xs.is_none());
         match (&xs, &gy) {
