@@ -65,12 +65,14 @@ impl StepKernels {
 
     /// The `hard` update of `p` at its `kept` positions only (ascending indices where the mask
     /// is 1): pruned weights and their optimizer state are zero and a `hard` step keeps them
-    /// zero, so this is the whole update at O(kept) instead of O(size). `scratch` holds the
-    /// gathered arrays between calls.
+    /// zero, so this is the whole update at O(kept) instead of O(size). `kept_grad`, when
+    /// given, is `p.grad` at `kept` (in that order). `scratch` holds the gathered arrays
+    /// between calls.
     pub fn update_kept(
         &self,
         p: &mut ParamBuf,
         kept: &[u32],
+        kept_grad: Option<&[f32]>,
         scalars: &[f32],
         scratch: &mut [Vec<f32>; 5],
     ) -> Result<(), KernelError> {
@@ -80,9 +82,18 @@ impl StepKernels {
         };
         let [raw, grad, m1, m2, mask] = scratch;
         gather(&p.raw, raw);
-        gather(&p.grad, grad);
+        match kept_grad {
+            // The gradient at the kept positions, in their order: a copy, not a gather.
+            Some(g) => {
+                grad.clear();
+                grad.extend_from_slice(g);
+            }
+            None => gather(&p.grad, grad),
+        }
         gather(&p.m1, m1);
-        gather(&p.mask, mask);
+        // The mask is 1 at every kept position.
+        mask.clear();
+        mask.resize(kept.len(), 1.0);
         let adam = !p.m2.is_empty();
         let mut arrays: Vec<&mut [f32]> = vec![raw, grad, m1];
         if adam {

@@ -19,12 +19,15 @@ pub fn clip_gradients(params: &mut [ParamBuf], max: Option<f64>) {
     }
 }
 
+/// A weight's kept positions (ascending) and, when known, its gradient there in that order.
+pub type Kept<'a> = (&'a [u32], Option<&'a [f32]>);
+
 /// One kernel call per parameter at learning rate `lr`; weight decay applies to weights only.
 /// A param with `kept[i]` (a `hard`-masked weight on the sparse kernels) is updated at those
 /// positions only ([`StepKernels::update_kept`]).
 pub fn update(
     params: &mut [ParamBuf],
-    kept: &[Option<&[u32]>],
+    kept: &[Option<Kept>],
     optimizer: &Optimizer,
     lr: f64,
     step: u64,
@@ -40,7 +43,9 @@ pub fn update(
     for (i, p) in params.iter_mut().enumerate() {
         let scalars = if p.spec.kind == ParamKind::Weight { &weights } else { &others };
         match kept.get(i).copied().flatten() {
-            Some(kept) if !p.mask.is_empty() && p.eff.is_empty() => kernels.update_kept(p, kept, scalars, scratch)?,
+            Some((kept, grad)) if !p.mask.is_empty() && p.eff.is_empty() => {
+                kernels.update_kept(p, kept, grad, scalars, scratch)?
+            }
             _ => kernels.update(p, scalars)?,
         }
     }

@@ -304,6 +304,46 @@ mod jit {
         }
     }
 
+    /// `update_kept` (gathered from `grad`, or given the kept gradients) is the full `hard`
+    /// update, bit for bit, on a weight whose pruned entries and state are zero.
+    #[test]
+    fn kept_updates_are_the_hard_update() {
+        for (i, optimizer) in optimizers().iter().enumerate() {
+            let adam = matches!(optimizer, plan::Optimizer::Adam { .. });
+            let kernels = StepKernels::compile(&test_plan(Update::Hard, optimizer)).unwrap();
+            let mut p = buffers(true, false, adam, 40 + i as u64);
+            for (k, m) in p.mask.clone().iter().enumerate() {
+                if *m == 0.0 {
+                    p.raw[k] = 0.0;
+                    p.m1[k] = 0.0;
+                    if adam {
+                        p.m2[k] = 0.0;
+                    }
+                }
+            }
+            let kept: Vec<u32> = (0..p.mask.len() as u32).filter(|k| p.mask[*k as usize] != 0.0).collect();
+            let kept_grad: Vec<f32> = kept.iter().map(|k| p.grad[*k as usize]).collect();
+            let scalars = optimizer_scalars(optimizer, LR, STEP, WD);
+            let mut full = buffers(true, false, adam, 0);
+            (full.raw, full.grad, full.m1, full.m2, full.mask) =
+                (p.raw.clone(), p.grad.clone(), p.m1.clone(), p.m2.clone(), p.mask.clone());
+            kernels.update(&mut full, &scalars).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+            for given in [None, Some(&kept_grad[..])] {
+                let mut q = buffers(true, false, adam, 0);
+                (q.raw, q.grad, q.m1, q.m2, q.mask) =
+                    (p.raw.clone(), p.grad.clone(), p.m1.clone(), p.m2.clone(), p.mask.clone());
+                let mut scratch = Default::default();
+                kernels.update_kept(&mut q, &kept, given, &scalars, &mut scratch).unwrap();
+                let what = format!("{optimizer:?} gradients given: {}", given.is_some());
+                assert!(bits(&q.raw) == bits(&full.raw), "{what}: weights");
+                assert!(bits(&q.m1) == bits(&full.m1), "{what}: first moment");
+                assert!(bits(&q.m2) == bits(&full.m2), "{what}: second moment");
+            }
+            assert!(full.raw != p.raw, "the step moved the weights");
+        }
+    }
+
     #[test]
     fn raw_updates_match_the_loops_under_both_estimators() {
         for (i, optimizer) in optimizers().iter().enumerate() {

@@ -387,8 +387,22 @@ impl<'a> Trainer<'a> {
             return Err(RunError::NonFiniteLoss { value, step: self.step, epoch, span: self.techniques.blame_span });
         }
         optimizer::clip_gradients(&mut self.params, self.plan.train.clip_grad_norm);
-        let kept: Vec<Option<&[u32]>> =
-            self.graph.sparse.iter().map(|s| s.active.as_ref().map(|sw| sw.kept())).collect();
+        // The sparse layers' kept positions, with their gradients there unless clipping has
+        // scaled `grad` since.
+        let clipped = self.plan.train.clip_grad_norm.is_some();
+        let held: Vec<_> = self
+            .graph
+            .sparse
+            .iter()
+            .map(|s| {
+                s.active.as_ref().map(|sw| match sw.kept_grad() {
+                    Some((index, values)) if !clipped => (index, Some(values)),
+                    _ => (sw.kept(), None),
+                })
+            })
+            .collect();
+        let kept: Vec<Option<optimizer::Kept>> =
+            held.iter().map(|k| k.as_ref().map(|(index, values)| (*index, values.as_ref().map(|v| &v[..])))).collect();
         optimizer::update(
             &mut self.params,
             &kept,

@@ -248,15 +248,18 @@ unsafe fn weight_grad_avx2(w: Rows, o: usize, offs: &[u32], dy: &[f32], x: &[f32
 fn weight_grad_row<F: Fma>(w: Rows, o: usize, offs: &[u32], dy: &[f32], x: &[f32], bp: usize, dw: &mut [f32]) -> f32 {
     let (s, e) = (w.ptr[o] as usize, w.ptr[o + 1] as usize);
     let dyo = &dy[o * offs.len() * bp..(o + 1) * offs.len() * bp];
-    for (d, &b) in dw.iter_mut().zip(&w.base[s..e]) {
-        let mut acc = [0.0f32; 4 * LANES];
-        for (&off, dyp) in offs.iter().zip(dyo.chunks_exact(bp)) {
-            let xr = &x[(b + off) as usize * bp..][..bp];
-            dot_into::<F>(dyp, xr, &mut acc);
-        }
-        *d = hsum(&acc);
+    // Kept weights in groups of GROUP share each load of `dy` (a load per product instead of
+    // two); each weight's sum is the same whatever group it falls in.
+    let base = &w.base[s..e];
+    let mut groups = base.chunks_exact(GROUP);
+    let mut out = dw.chunks_exact_mut(GROUP);
+    for (bases, d) in (&mut groups).zip(&mut out) {
+        d.copy_from_slice(&dots::<F, GROUP>(bases.try_into().expect("a group"), offs, dyo, x, bp));
     }
-    let mut acc = [0.0f32; 4 * LANES];
+    for (&b, d) in groups.remainder().iter().zip(out.into_remainder()) {
+        *d = dots::<F, 1>(&[b], offs, dyo, x, bp)[0];
+    }
+    let mut acc = [0.0f32; 2 * LANES];
     for dyp in dyo.chunks_exact(bp) {
         for chunk in dyp.chunks_exact(LANES) {
             for l in 0..LANES {
@@ -267,26 +270,44 @@ fn weight_grad_row<F: Fma>(w: Rows, o: usize, offs: &[u32], dy: &[f32], x: &[f32
     hsum(&acc)
 }
 
-/// `acc += a .* b` in four independent lane groups (to hide the FMA latency); `a.len()` is a
-/// multiple of [`LANES`].
+/// Kept weights sharing each load of the output gradient in [`weight_grad`].
+const GROUP: usize = 4;
+
+/// `sum_p dot(dy[p], x[bases[j] + offs[p]])` for each `j < G`: per weight two chains of
+/// [`LANES`] accumulators (even and odd lane groups of the batch), summed by [`hsum`].
 #[inline(always)]
-fn dot_into<F: Fma>(a: &[f32], b: &[f32], acc: &mut [f32; 4 * LANES]) {
-    let wide = a.len() / (4 * LANES) * (4 * LANES);
-    for (ca, cb) in a[..wide].chunks_exact(4 * LANES).zip(b[..wide].chunks_exact(4 * LANES)) {
-        for l in 0..4 * LANES {
-            acc[l] = F::fma(ca[l], cb[l], acc[l]);
+fn dots<F: Fma, const G: usize>(bases: &[u32; G], offs: &[u32], dyo: &[f32], x: &[f32], bp: usize) -> [f32; G] {
+    let mut acc = [[0.0f32; 2 * LANES]; G];
+    for (&off, dyp) in offs.iter().zip(dyo.chunks_exact(bp)) {
+        let xr: [&[f32]; G] = std::array::from_fn(|j| &x[(bases[j] + off) as usize * bp..][..bp]);
+        let wide = bp / (2 * LANES) * (2 * LANES);
+        let mut b = 0;
+        while b < wide {
+            let d: &[f32; 2 * LANES] = dyp[b..b + 2 * LANES].try_into().expect("two lane groups");
+            for j in 0..G {
+                let xs: &[f32; 2 * LANES] = xr[j][b..b + 2 * LANES].try_into().expect("two lane groups");
+                for l in 0..2 * LANES {
+                    acc[j][l] = F::fma(d[l], xs[l], acc[j][l]);
+                }
+            }
+            b += 2 * LANES;
+        }
+        if b < bp {
+            let d: &[f32; LANES] = dyp[b..b + LANES].try_into().expect("a lane group");
+            for j in 0..G {
+                let xs: &[f32; LANES] = xr[j][b..b + LANES].try_into().expect("a lane group");
+                for l in 0..LANES {
+                    acc[j][l] = F::fma(d[l], xs[l], acc[j][l]);
+                }
+            }
         }
     }
-    for (ca, cb) in a[wide..].chunks_exact(LANES).zip(b[wide..].chunks_exact(LANES)) {
-        for l in 0..LANES {
-            acc[l] = F::fma(ca[l], cb[l], acc[l]);
-        }
-    }
+    std::array::from_fn(|j| hsum(&acc[j]))
 }
 
 /// The sum of the lanes in a fixed order.
 #[inline(always)]
-fn hsum(acc: &[f32; 4 * LANES]) -> f32 {
+fn hsum(acc: &[f32; 2 * LANES]) -> f32 {
     let mut v = [0.0f32; LANES];
     for q in acc.chunks_exact(LANES) {
         for l in 0..LANES {
