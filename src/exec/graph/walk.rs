@@ -7,7 +7,7 @@ use crate::exec::backend::conv::conv2d;
 use crate::exec::backend::dyrelu::{dyrelu, scaled_weight, DyReluParams};
 use crate::exec::backend::norm::{batch_norm, BnStats};
 use crate::exec::backend::pool::{avg_pool, global_avg_pool, max_pool};
-use crate::exec::backend::sparse::{sparse_chain, sparse_layer, ChainLayer};
+use crate::exec::backend::sparse::{sparse_chain, sparse_layer, ChainItem};
 use crate::exec::backend::{add, fork, read, scale, ParamTensor, Tape, Tensor2};
 use crate::ir::plan::Activation;
 
@@ -80,30 +80,43 @@ pub(super) fn run<T: Tape>(
     x
 }
 
-/// Two or more dense layers in a row at the start of `nodes` that run on the sparse kernels
-/// with kept-weight gradients, each optionally followed by a ReLU (flattens between them are
-/// no-ops): the layers of a [`sparse_chain`], its `input_grad`, and the nodes it replaces.
+/// A sparse layer at the start of `nodes` with kept-weight gradients, and after it the sparse
+/// layers, ReLUs and max pools that can run with it in one [`sparse_chain`] (flattens are
+/// no-ops): the items, the chain's `input_grad`, and the nodes it replaces; `None` unless the
+/// chain has two items or more.
 fn chain_at<'a>(
     nodes: &[Node],
     p: &'a [ParamTensor],
     sp: &'a [SparseSlot],
-) -> Option<(Vec<ChainLayer<'a>>, bool, usize)> {
-    let (mut layers, mut input_grad, mut i) = (Vec::new(), true, 0);
-    while let Some(Node::Dense { w, b, input_grad: needs }) = nodes.get(i) {
-        let Some(sw) = sp[*w].active.as_ref().filter(|s| !s.dense_weight_grad) else {
-            break;
+) -> Option<(Vec<ChainItem<'a>>, bool, usize)> {
+    let (mut items, mut input_grad, mut used) = (Vec::new(), true, 0);
+    for (i, node) in nodes.iter().enumerate() {
+        let item = match node {
+            Node::Dense { w, b, input_grad: needs } | Node::Conv { w, b, input_grad: needs, scale: None, .. } => {
+                let Some(sw) = sp[*w].active.as_ref() else {
+                    break;
+                };
+                if items.is_empty() {
+                    input_grad = *needs;
+                }
+                ChainItem::Layer { sw, bias: b.map(|b| p[b].vector()) }
+            }
+            Node::Act(Activation::Relu, _) if !items.is_empty() => ChainItem::Relu,
+            Node::MaxPool(g) if !items.is_empty() => ChainItem::MaxPool(*g),
+            Node::Flatten if !items.is_empty() => {
+                used = i + 1;
+                continue;
+            }
+            _ => break,
         };
-        if layers.is_empty() {
-            input_grad = *needs;
+        items.push(item);
+        if !ChainItem::fits(&items) {
+            items.pop();
+            break;
         }
-        let relu = matches!(nodes.get(i + 1), Some(Node::Act(Activation::Relu, _)));
-        layers.push(ChainLayer { sw, bias: b.map(|b| p[b].vector()), relu });
-        i += 1 + usize::from(relu);
-        while matches!(nodes.get(i), Some(Node::Flatten)) {
-            i += 1;
-        }
+        used = i + 1;
     }
-    (layers.len() >= 2).then_some((layers, input_grad, i))
+    (items.len() >= 2).then_some((items, input_grad, used))
 }
 
 /// `y` unchanged; records which of ReLU layer `relu`'s units fire in it when watching.

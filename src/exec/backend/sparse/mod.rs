@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-pub use chain::{sparse_chain, ChainLayer};
+pub use chain::{sparse_chain, ChainItem};
 pub use kernels::Isa;
 use kernels::{Cols, Rows, LANES};
 

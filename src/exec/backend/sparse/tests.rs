@@ -3,6 +3,7 @@
 
 use super::super::act::dense;
 use super::super::conv::conv2d;
+use super::super::pool::PoolGeom;
 use super::super::read;
 use super::super::testing::random;
 use super::*;
@@ -172,69 +173,96 @@ fn tile_transposes_agree() {
     }
 }
 
-/// Three sparse dense layers with ReLUs after the first two (and after the last when
-/// `last_relu`), through [`sparse_chain`] and one by one through [`sparse_layer`] and dfdx's
-/// ReLU: the same output and the same input, kept-weight and bias gradients, bit for bit.
-/// Returns whether any gradient was nonzero.
-fn check_chain(sizes: [usize; 4], batch: usize, last_relu: bool, input_grad: bool, isa: Isa) -> bool {
+/// One item of a test chain: a sparse layer of this geometry (its mask the `mask`th of
+/// [`masks`]), a ReLU or a max pool.
+#[derive(Clone, Copy)]
+enum Spec {
+    Layer(ConvGeom, usize),
+    Relu,
+    Pool(PoolGeom),
+}
+
+/// A test chain's layer: its layout, its bias and its masked weights.
+type TestLayer = (Arc<SparseWeight>, Param1, Vec<f32>);
+
+/// The items of `specs` through [`sparse_chain`] and one by one through [`sparse_layer`],
+/// dfdx's ReLU and [`max_pool`]: the same output and the same input, kept-weight and bias
+/// gradients, bit for bit. Returns whether any weight or bias gradient was nonzero.
+fn check_chain(specs: &[Spec], batch: usize, input_grad: bool, isa: Isa) -> bool {
     use super::super::act::act;
+    use super::super::pool::max_pool;
     use crate::ir::plan::Activation;
     let dev = Cpu::default();
-    let layers: Vec<(Arc<SparseWeight>, Param1, Vec<f32>)> = (0..3)
-        .map(|l| {
-            let (fan, out) = (sizes[l], sizes[l + 1]);
-            let seed = 10 * l as u64;
-            // The middle layer's mask is one of the edge cases in turn, by batch size.
-            let (_, mask) = masks(out, fan, seed).swap_remove(if l == 1 { batch % 5 } else { 0 });
-            let w: Vec<f32> = random(out * fan, seed + 1).iter().zip(&mask).map(|(a, m)| a * m).collect();
-            let mut sw = SparseWeight::new(linear_geom(fan, out), &mask, isa);
-            sw.refresh(&w);
-            let b = Param1::new(dev.tensor_from_vec(random(out, seed + 2), (out,)));
-            (Arc::new(sw), b, w)
+    // Per layer: the layout, the bias and the masked weights.
+    let layers: Vec<Option<TestLayer>> = specs
+        .iter()
+        .enumerate()
+        .map(|(l, spec)| match *spec {
+            Spec::Layer(g, m) => {
+                let seed = 10 * l as u64;
+                let (_, mask) = masks(g.out, g.fan_in(), seed).swap_remove(m);
+                let w: Vec<f32> = random(g.out * g.fan_in(), seed + 1).iter().zip(&mask).map(|(a, m)| a * m).collect();
+                let mut sw = SparseWeight::new(g, &mask, isa);
+                sw.refresh(&w);
+                let b = Param1::new(dev.tensor_from_vec(random(g.out, seed + 2), (g.out,)));
+                Some((Arc::new(sw), b, w))
+            }
+            _ => None,
         })
         .collect();
-    let relu = |l: usize| l < 2 || last_relu;
-    let x = random(batch * sizes[0], 99);
-    let r = random(batch * sizes[3], 98);
+    let Some(Spec::Layer(first, _)) = specs.first() else { panic!("a chain starts with a layer") };
+    let rows_out = specs.iter().fold(first.in_len(), |r, s| match s {
+        Spec::Layer(g, _) => g.out_len(),
+        Spec::Relu => r,
+        Spec::Pool(g) => g.out_len(),
+    });
+    let x = random(batch * first.in_len(), 99);
+    let r = random(batch * rows_out, 98);
     // (y, dx, kept gradients per layer, bias gradients per layer)
     let go = |chained: bool| {
-        let xt: Tensor2 = dev.tensor_from_vec(x.clone(), (batch, sizes[0]));
+        let xt: Tensor2 = dev.tensor_from_vec(x.clone(), (batch, first.in_len()));
         let traced = xt.leaky_trace();
         let y = if chained {
-            let chain: Vec<ChainLayer> = layers
+            let items: Vec<ChainItem> = specs
                 .iter()
-                .enumerate()
-                .map(|(l, (sw, b, _))| ChainLayer { sw, bias: Some(b), relu: relu(l) })
+                .zip(&layers)
+                .map(|(spec, layer)| match (spec, layer) {
+                    (Spec::Layer(..), Some((sw, b, _))) => ChainItem::Layer { sw, bias: Some(b) },
+                    (Spec::Relu, _) => ChainItem::Relu,
+                    (Spec::Pool(g), _) => ChainItem::MaxPool(*g),
+                    _ => unreachable!("a layer per layer spec"),
+                })
                 .collect();
-            sparse_chain(traced, &chain, input_grad)
+            sparse_chain(traced, &items, input_grad)
         } else {
-            let wt: Vec<Param2> = layers
-                .iter()
-                .map(|(sw, _, w)| Param2::new(dev.tensor_from_vec(w.clone(), (sw.geom.out, sw.geom.c))))
-                .collect();
             let mut h = traced;
-            for (l, (sw, b, _)) in layers.iter().enumerate() {
-                h = sparse_layer(h, &wt[l], sw, Some(b), l > 0 || input_grad);
-                if relu(l) {
-                    h = act(h, Activation::Relu);
-                }
+            for (l, (spec, layer)) in specs.iter().zip(&layers).enumerate() {
+                h = match (spec, layer) {
+                    (Spec::Layer(g, _), Some((sw, b, w))) => {
+                        let wt = Param2::new(dev.tensor_from_vec(w.clone(), (g.out, g.fan_in())));
+                        sparse_layer(h, &wt, sw, Some(b), l > 0 || input_grad)
+                    }
+                    (Spec::Relu, _) => act(h, Activation::Relu),
+                    (Spec::Pool(g), _) => max_pool(h, *g),
+                    _ => unreachable!("a layer per layer spec"),
+                };
             }
             h
         };
         let yv = read(&y);
-        let rt: Tensor2 = dev.tensor_from_vec(r.clone(), (batch, sizes[3]));
+        let rt: Tensor2 = dev.tensor_from_vec(r.clone(), (batch, rows_out));
         let mut grads = (y * rt).sum::<(), _>().backward();
         let kept: Vec<Vec<f32>> =
-            layers.iter().map(|(sw, _, _)| sw.kept_grad().expect("kept gradients").1.clone()).collect();
-        let db: Vec<Vec<f32>> = layers.iter().map(|(_, b, _)| grads.get(b.tensor()).as_vec()).collect();
+            layers.iter().flatten().map(|(sw, _, _)| sw.kept_grad().expect("kept gradients").1.clone()).collect();
+        let db: Vec<Vec<f32>> = layers.iter().flatten().map(|(_, b, _)| grads.get(b.tensor()).as_vec()).collect();
         (yv, grads.get_or_alloc_mut(&xt).expect("input gradient").to_vec(), kept, db)
     };
     let (unfused, chained) = (go(false), go(true));
-    let what = format!("{sizes:?} batch {batch} last relu {last_relu} input grad {input_grad} {isa:?}");
+    let what = format!("batch {batch} input grad {input_grad} {isa:?} first {first:?}");
     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
     assert_eq!(bits(&chained.0), bits(&unfused.0), "{what}: y");
     assert_eq!(bits(&chained.1), bits(&unfused.1), "{what}: dx");
-    for l in 0..3 {
+    for l in 0..chained.2.len() {
         assert_eq!(bits(&chained.2[l]), bits(&unfused.2[l]), "{what}: layer {l} kept weight gradients");
         assert_eq!(bits(&chained.3[l]), bits(&unfused.3[l]), "{what}: layer {l} bias gradient");
     }
@@ -245,16 +273,52 @@ fn check_chain(sizes: [usize; 4], batch: usize, last_relu: bool, input_grad: boo
 }
 
 #[test]
-fn a_chain_of_sparse_layers_matches_them_one_by_one_bit_for_bit() {
+fn a_chain_of_sparse_dense_layers_matches_them_one_by_one_bit_for_bit() {
     for isa in isas() {
         for (sizes, batch) in
             [([20, 12, 9, 5], 1), ([33, 17, 8, 3], 13), ([64, 40, 24, 10], 128), ([7, 5, 4, 2], 70), ([9, 9, 9, 9], 2)]
         {
             for (last_relu, input_grad) in [(false, false), (true, true), (false, true)] {
-                let flowed = check_chain(sizes, batch, last_relu, input_grad, isa);
+                // The middle layer's mask is one of the edge cases in turn, by batch size.
+                let layer =
+                    |l: usize| Spec::Layer(linear_geom(sizes[l], sizes[l + 1]), if l == 1 { batch % 5 } else { 0 });
+                let mut specs = vec![layer(0), Spec::Relu, layer(1), Spec::Relu, layer(2)];
+                if last_relu {
+                    specs.push(Spec::Relu);
+                }
+                let flowed = check_chain(&specs, batch, input_grad, isa);
                 // Without a final ReLU the last bias always has a gradient: the test is not vacuous.
                 assert!(flowed || last_relu, "{sizes:?} batch {batch}: no gradient at all");
             }
+        }
+    }
+}
+
+#[test]
+fn a_chain_of_convolutions_pools_and_dense_layers_matches_them_one_by_one_bit_for_bit() {
+    // A padded, strided first convolution (its input gradient through the padding), an
+    // overlapping pool (3 wide, stride 2: gradients of two windows sum), a grouped unpadded
+    // convolution, a plain pool, then dense layers.
+    let c1 = ConvGeom { c: 2, h: 11, w: 10, out: 6, k: 3, stride: 1, pad: 1, groups: 1 };
+    let p1 = PoolGeom { c: 6, h: 11, w: 10, size: 3, stride: 2 };
+    let c2 = ConvGeom { c: 6, h: 5, w: 4, out: 4, k: 2, stride: 1, pad: 0, groups: 2 };
+    let p2 = PoolGeom { c: 4, h: 4, w: 3, size: 2, stride: 2 };
+    let specs = |m: usize| {
+        [
+            Spec::Layer(c1, 0),
+            Spec::Relu,
+            Spec::Pool(p1),
+            Spec::Layer(c2, m),
+            Spec::Relu,
+            Spec::Pool(p2),
+            Spec::Layer(linear_geom(p2.out_len(), 7), 1),
+            Spec::Relu,
+            Spec::Layer(linear_geom(7, 3), 0),
+        ]
+    };
+    for isa in isas() {
+        for (batch, m, input_grad) in [(1, 0, true), (13, 4, true), (16, 2, false), (70, 3, true), (8, 1, false)] {
+            assert!(check_chain(&specs(m), batch, input_grad, isa), "batch {batch}: no gradient at all");
         }
     }
 }
