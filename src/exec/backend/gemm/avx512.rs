@@ -5,8 +5,8 @@
 //! machine they double the width of the dense products that PyTorch's own kernels use.
 //!
 //! Each element of `c` is summed over `k` in one fixed order (blocks of `KC`, each in order, one
-//! fused multiply-add per term), whatever the threads: callers split `c` by rows and every split
-//! gives the same bits.
+//! fused multiply-add per term), whatever the threads: callers split `c` by rows or columns and
+//! every split gives the same bits.
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::*;
@@ -16,7 +16,7 @@ use super::Mat;
 /// Rows of a micro-tile (12 x 2 registers of accumulators).
 const MR: usize = 12;
 /// Columns of a micro-tile: two 16-lane registers.
-const NR: usize = 32;
+pub const NR: usize = 32;
 /// Depth of a packed panel: a `KC x NR` panel of `b` (32 KiB) stays in L1 across a column of
 /// micro-tiles.
 const KC: usize = 256;
@@ -32,8 +32,21 @@ pub fn available() -> bool {
 
 /// `c (m x n, row-major) = (accumulate ? c : 0) + a (m x k) * b (k x n)`; `k > 0`.
 pub fn matmul(c: &mut [f32], a: Mat, b: Mat, accumulate: bool) {
+    debug_assert!(c.len() == a.rows * b.cols);
+    // SAFETY: `c` is an exclusively borrowed m x n row-major block: every element written
+    // (row i < m, column j < n at i * n + j) lies inside it and nothing else accesses it.
+    unsafe { matmul_raw(c.as_mut_ptr(), b.cols, a, b, accumulate) }
+}
+
+/// [`matmul`] into the m x n block at `c` with row stride `ldc` (>= n).
+///
+/// # Safety
+/// `c.add(i * ldc + j)` must be valid for reads and writes for every `i < m`, `j < n`, and no
+/// other access to those elements may happen during the call (other threads may use the other
+/// elements of the rows: only these are read or written).
+pub unsafe fn matmul_raw(c: *mut f32, ldc: usize, a: Mat, b: Mat, accumulate: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    debug_assert!(available() && c.len() == m * n && b.rows == k && k > 0);
+    debug_assert!(available() && b.rows == k && k > 0 && ldc >= n);
     thread_local! {
         static PACKS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
     }
@@ -54,20 +67,18 @@ pub fn matmul(c: &mut [f32], a: Mat, b: Mat, accumulate: bool) {
                         let cols = NR.min(nc - jr);
                         for ir in (0..mc).step_by(MR) {
                             let rows = MR.min(mc - ir);
-                            let at = (ic + ir) * n + jc + jr;
-                            // Bounds: the tile's last element is inside `c`.
-                            let tile = &mut c[at..at + (rows - 1) * n + cols];
                             // SAFETY: AVX-512F is present (`available`, asserted by the caller's
                             // dispatch); the packed panels hold `kc` rows of MR (NR) values at
-                            // the offsets read; the tile slice covers every element written,
+                            // the offsets read; the tile's `rows x cols` elements from
+                            // `(ic + ir, jc + jr)` are inside the block the caller vouches for,
                             // and masked lanes outside `cols` are neither read nor written.
                             unsafe {
                                 kernel(
                                     kc,
                                     pa[ir * KC..].as_ptr(),
                                     pb[jr * KC..].as_ptr(),
-                                    tile.as_mut_ptr(),
-                                    n,
+                                    c.add((ic + ir) * ldc + jc + jr),
+                                    ldc,
                                     rows,
                                     cols,
                                     load_c,

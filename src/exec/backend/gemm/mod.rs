@@ -111,9 +111,9 @@ fn matmul_with(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, parallelism: g
     }
 }
 
-/// The AVX-512 product of views [`matmul_with`] has checked (non-empty, `k > 0`), its rows of
-/// `dst` split over threads in blocks (every element's sum has one order whatever the split: the
-/// bits do not depend on the thread count).
+/// The AVX-512 product of views [`matmul_with`] has checked (non-empty, `k > 0`), split over
+/// threads in blocks of `dst`'s rows or columns (every element's sum has one order whatever the
+/// split: the bits do not depend on the thread count).
 fn matmul_avx512(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, parallelism: gemm::Parallelism) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -124,24 +124,53 @@ fn matmul_avx512(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, parallelism:
             gemm::Parallelism::Rayon(t) => t.max(1),
             _ => 1,
         };
-        // Enough work per thread to pay for its own packing of `b` and for waking a thread:
-        // measured at 2 threads, LeNet-300-100's fc1 (128x784x300, 30M multiply-adds) ran
-        // slower split (step 1.82 against 1.70 ms), LeNet-5-Caffe's fc1 (128x800x500, 51M)
-        // faster (20.3 against 20.7 ms).
-        let rows = if threads > 1 && m * n * k >= 1 << 25 { m.div_ceil(threads).max(16) } else { m };
-        let block = |(i, dst): (usize, &mut [f32])| {
+        // Enough work per thread to pay for packing and for waking a thread (measured, see
+        // `PARALLEL_MIN`).
+        if threads == 1 || m * n * k < PARALLEL_MIN {
+            return avx512::matmul(dst, a, b, accumulate);
+        }
+        if n > m {
+            // Split the columns: each thread packs all of `a` (the smaller operand per output
+            // element) and only its own columns of `b`.
+            let cols = n.div_ceil(threads).next_multiple_of(avx512::NR);
+            let base = SharedOut(dst.as_mut_ptr());
+            (0..n.div_ceil(cols)).into_par_iter().for_each(|t| {
+                let (j0, nt) = (t * cols, cols.min(n - t * cols));
+                let b = Mat { data: &b.data[j0 * b.col_stride..], cols: nt, ..b };
+                // SAFETY: `dst` (borrowed exclusively for the call) is m x n row-major; task `t`
+                // reads and writes only columns j0..j0+nt of its rows, which no other task
+                // touches, and all tasks end before this function returns.
+                unsafe { avx512::matmul_raw(base.at(j0), n, a, b, accumulate) }
+            });
+            return;
+        }
+        let rows = m.div_ceil(threads).max(16);
+        dst.par_chunks_mut(rows * n).enumerate().for_each(|(i, dst)| {
             let r = dst.len() / n;
             let a = Mat { data: &a.data[i * rows * a.row_stride..], rows: r, ..a };
             avx512::matmul(dst, a, b, accumulate);
-        };
-        if rows >= m {
-            block((0, dst));
-        } else {
-            dst.par_chunks_mut(rows * n).enumerate().for_each(block);
-        }
+        });
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("AVX-512 is x86-64 only: {dst:p} {accumulate} {parallelism:?} {} {}", a.rows, b.cols)
+}
+
+/// Multiply-adds below which [`matmul_par`] stays on one thread.
+const PARALLEL_MIN: usize = 1 << 22;
+
+/// The output of a column-split product, shared by its tasks (each writes its own columns).
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+
+// SAFETY: only `matmul_avx512` makes one, for tasks that write disjoint elements of one
+// exclusively borrowed buffer and end before the borrow does.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
 }
 
 #[cfg(test)]
@@ -220,6 +249,24 @@ mod tests {
                         assert!((g - 2.0 * w).abs() < 2.0 * tol, "accumulate {m}x{k}x{n}: {g} vs {w}");
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn threads_split_columns_without_changing_a_bit() {
+        // Wider than tall: the columns are split, in blocks that do not divide evenly.
+        for (m, k, n, threads) in [(130, 400, 700, 3), (128, 1024, 300, 2)] {
+            assert!(m * k * n >= PARALLEL_MIN && n > m);
+            let (a, _) = stored(m, k, 0.37, false);
+            let (b, _) = stored(k, n, 0.91, false);
+            for accumulate in [false, true] {
+                let mut one = stored(m, n, 0.5, false).0;
+                let mut split = one.clone();
+                matmul(&mut one, Mat::new(&a, m, k), Mat::new(&b, k, n), accumulate);
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                pool.install(|| matmul_par(&mut split, Mat::new(&a, m, k), Mat::new(&b, k, n), accumulate));
+                assert!(one.iter().zip(&split).all(|(x, y)| x.to_bits() == y.to_bits()), "{m}x{k}x{n}");
             }
         }
     }
