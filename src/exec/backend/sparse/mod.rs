@@ -66,7 +66,7 @@ fn give(v: Vec<f32>) {
 /// below about 64K floats one task does all (splitting costs more than it saves: measured on
 /// LeNet-300-100 at 99.9%, where two threads were slower than one).
 fn min_len(len: usize, work: usize) -> usize {
-    if work < 1 << 18 {
+    if work < 1 << 20 {
         len.max(1)
     } else {
         1
