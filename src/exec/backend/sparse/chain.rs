@@ -15,6 +15,7 @@ use std::sync::Arc;
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
+use super::kernels::{self, Isa};
 use super::{
     add_input_grad, from_batch_minor, give, input_layout, min_len, output_grad_layout, take, SparseWeight, LANES,
 };
@@ -77,28 +78,29 @@ pub fn sparse_chain<T: Tape<f32, Cpu>>(x: Tensor2<T>, items: &[ChainItem], input
     let mut xs = take(batch * first.in_len(), false);
     x.copy_into(&mut xs);
     // acts[i]: item i's input (empty where a ReLU took it over in place); acts[len]: the output.
+    // A pool's backward reads its input and output again (no argmax is kept).
     let mut acts = vec![input_layout(&first, &xs, batch, bp)];
     give(xs);
-    // Per max pool, the window position of each output's maximum.
-    let mut args: Vec<Vec<u8>> = Vec::new();
     let mut rows = first.in_len();
-    for item in items {
+    for (i, item) in items.iter().enumerate() {
         let last = acts.len() - 1;
         let y = match item {
             ChainItem::Layer { sw, bias } => {
                 rows = sw.geom.out_len();
-                sw.forward(&acts[last], bias.map(|b| b.values().as_slice()), bp)
+                // A ReLU right after is applied as the rows are written.
+                let relu = matches!(items.get(i + 1), Some(ChainItem::Relu));
+                sw.forward(&acts[last], bias.map(|b| b.values().as_slice()), bp, relu)
             }
             ChainItem::Relu => {
                 let mut y = std::mem::take(&mut acts[last]);
-                y.iter_mut().for_each(|v| *v = v.max(0.0));
+                if i == 0 || !matches!(items[i - 1], ChainItem::Layer { .. }) {
+                    y.iter_mut().for_each(|v| *v = v.max(0.0));
+                }
                 y
             }
             ChainItem::MaxPool(g) => {
                 rows = g.out_len();
-                let (y, arg) = pool_forward(g, &acts[last], bp);
-                args.push(arg);
-                y
+                pool_forward(g, &acts[last], bp)
             }
         };
         acts.push(y);
@@ -137,12 +139,14 @@ pub fn sparse_chain<T: Tape<f32, Cpu>>(x: Tensor2<T>, items: &[ChainItem], input
         let mut dyt = output_grad_layout(grads.get_or_alloc_mut(&yg)?, rows, batch, bp);
         for (i, item) in back.iter().enumerate().rev() {
             match item {
+                // A pool right after has masked its input gradient already.
+                Back::Relu if matches!(back.get(i + 1), Some(Back::MaxPool(_))) => {}
                 Back::Relu => {
                     dyt.iter_mut().zip(&acts[i + 1]).for_each(|(d, y)| *d = if *y > 0.0 { *d } else { 0.0 });
                 }
                 Back::MaxPool(g) => {
-                    let arg = args.pop().expect("one argmax per pool");
-                    let dxt = pool_backward(g, &dyt, &arg, bp);
+                    let relu_before = i > 0 && matches!(back[i - 1], Back::Relu);
+                    let dxt = pool_backward(g, &dyt, &acts[i], &acts[i + 1], bp, relu_before);
                     give(std::mem::replace(&mut dyt, dxt));
                 }
                 Back::Layer(sw) => {
@@ -168,64 +172,37 @@ pub fn sparse_chain<T: Tape<f32, Cpu>>(x: Tensor2<T>, items: &[ChainItem], input
     out.put_tape(tape)
 }
 
-/// Max pooling of `[c][h][w][bp]`: `[c][oh][ow][bp]` and, per output and lane, the window
-/// position of the first maximum (as [`crate::exec::backend::pool::max_pool`] picks it).
-fn pool_forward(g: &PoolGeom, xt: &[f32], bp: usize) -> (Vec<f32>, Vec<u8>) {
+/// Max pooling of `[c][h][w][bp]` into `[c][oh][ow][bp]`: each window's first maximum, as
+/// [`crate::exec::backend::pool::max_pool`] picks it (a later element wins only if greater).
+fn pool_forward(g: &PoolGeom, xt: &[f32], bp: usize) -> Vec<f32> {
     let (oh, ow) = (g.oh(), g.ow());
     let plane_out = oh * ow * bp;
     let mut y = take(g.c * plane_out, false);
-    let mut arg = vec![0u8; g.c * plane_out];
     let min = min_len(g.c, xt.len());
-    y.par_chunks_mut(plane_out.max(1))
-        .zip(arg.par_chunks_mut(plane_out.max(1)))
-        .enumerate()
-        .with_min_len(min)
-        .for_each(|(c, (yp, ap))| {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let o = (oy * ow + ox) * bp;
-                    let start = (c * g.h + oy * g.stride) * g.w + ox * g.stride;
-                    let (best, at) = (&mut yp[o..o + bp], &mut ap[o..o + bp]);
-                    best.copy_from_slice(&xt[start * bp..(start + 1) * bp]);
-                    at.fill(0);
-                    for k in 1..g.size * g.size {
-                        let row = start + k / g.size * g.w + k % g.size;
-                        for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(&xt[row * bp..(row + 1) * bp]) {
-                            if v > *b {
-                                (*b, *a) = (v, k as u8);
-                            }
-                        }
-                    }
-                }
-            }
-        });
-    (y, arg)
+    let isa = Isa::detect();
+    y.par_chunks_mut(plane_out.max(1)).enumerate().with_min_len(min).for_each(|(c, yp)| {
+        kernels::pool_forward(isa, g, &xt[c * g.h * g.w * bp..(c + 1) * g.h * g.w * bp], bp, yp);
+    });
+    y
 }
 
-/// The input gradient `[c][h][w][bp]` of [`pool_forward`]: each output's gradient to its
-/// window's maximum, added in output order (as the dense op does, so overlapping windows sum
-/// in the same order).
-fn pool_backward(g: &PoolGeom, dyt: &[f32], arg: &[u8], bp: usize) -> Vec<f32> {
+/// The input gradient `[c][h][w][bp]` of [`pool_forward`] (input `xt`, output `yt`): each
+/// output's gradient to the first element of its window equal to the maximum (the one the
+/// forward picked, for any finite input), added in output order as the dense op does (so
+/// overlapping windows sum in the same order); with `relu_before` (the input is a ReLU's output)
+/// only where the input is positive, which is that ReLU's backward. Windows that tile the input
+/// exactly write each element once (`v + 0.0`: the bits of `0.0 + v`) instead of zeroing and
+/// adding.
+fn pool_backward(g: &PoolGeom, dyt: &[f32], xt: &[f32], yt: &[f32], bp: usize, relu_before: bool) -> Vec<f32> {
     let (oh, ow) = (g.oh(), g.ow());
     let (plane_in, plane_out) = (g.h * g.w * bp, oh * ow * bp);
-    let mut dxt = take(g.c * plane_in, true);
+    let tiles = g.stride == g.size && g.h.is_multiple_of(g.size) && g.w.is_multiple_of(g.size);
+    let mut dxt = take(g.c * plane_in, !tiles);
     let min = min_len(g.c, dxt.len());
+    let isa = Isa::detect();
     dxt.par_chunks_mut(plane_in.max(1)).enumerate().with_min_len(min).for_each(|(c, dp)| {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let o = c * plane_out + (oy * ow + ox) * bp;
-                let (dy, at) = (&dyt[o..o + bp], &arg[o..o + bp]);
-                let start = oy * g.stride * g.w + ox * g.stride;
-                for k in 0..g.size * g.size {
-                    let row = start + k / g.size * g.w + k % g.size;
-                    for ((d, &v), &a) in dp[row * bp..(row + 1) * bp].iter_mut().zip(dy).zip(at) {
-                        // Adding zero leaves every other sum as it was (a gradient here is
-                        // never -0.0: it starts at +0.0, and +0.0 + -0.0 is +0.0).
-                        *d += if a as usize == k { v } else { 0.0 };
-                    }
-                }
-            }
-        }
+        let (xp, out) = (&xt[c * plane_in..(c + 1) * plane_in], c * plane_out..(c + 1) * plane_out);
+        kernels::pool_backward(isa, g, xp, &yt[out.clone()], &dyt[out], bp, relu_before, tiles, dp);
     });
     dxt
 }

@@ -12,6 +12,8 @@
 //! them) and portable; [`Isa::detect`] picks one.
 #![allow(unsafe_code)]
 
+use crate::exec::backend::pool::PoolGeom;
+
 /// `f32` lanes of one AVX2 register; activations are padded to a multiple of it.
 pub const LANES: usize = 8;
 /// Batch columns held in registers at once (8 AVX2 registers of accumulators).
@@ -96,19 +98,22 @@ macro_rules! dispatch {
 // The kernels take their operands one by one (not bundled) so each call site reads like the
 // formula in the module header.
 #[allow(clippy::too_many_arguments)]
-/// One output row: `y[p*bp..]` for every output position `p` (`offs[p]` is its input offset).
-pub fn forward(isa: Isa, w: Rows, o: usize, offs: &[u32], x: &[f32], bp: usize, bias: f32, y: &mut [f32]) {
-    dispatch!(isa, forward_avx2, forward_row, (w, o, offs, x, bp, bias, y))
+/// One output row: `y[p*bp..]` for every output position `p` (`offs[p]` is its input offset),
+/// through a ReLU (`v.max(0.0)`) when `relu`.
+pub fn forward(isa: Isa, w: Rows, o: usize, offs: &[u32], x: &[f32], bp: usize, bias: f32, relu: bool, y: &mut [f32]) {
+    dispatch!(isa, forward_avx2, forward_row, (w, o, offs, x, bp, bias, relu, y))
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn forward_avx2(w: Rows, o: usize, offs: &[u32], x: &[f32], bp: usize, bias: f32, y: &mut [f32]) {
-    forward_row::<Fused>(w, o, offs, x, bp, bias, y)
+#[allow(clippy::too_many_arguments)]
+unsafe fn forward_avx2(w: Rows, o: usize, offs: &[u32], x: &[f32], bp: usize, bias: f32, relu: bool, y: &mut [f32]) {
+    forward_row::<Fused>(w, o, offs, x, bp, bias, relu, y)
 }
 
 #[inline(always)]
-fn forward_row<F: Fma>(w: Rows, o: usize, offs: &[u32], x: &[f32], bp: usize, bias: f32, y: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+fn forward_row<F: Fma>(w: Rows, o: usize, offs: &[u32], x: &[f32], bp: usize, bias: f32, relu: bool, y: &mut [f32]) {
     let (s, e) = (w.ptr[o] as usize, w.ptr[o + 1] as usize);
     let (base, vals) = (&w.base[s..e], &w.vals[s..e]);
     for (&off, yp) in offs.iter().zip(y.chunks_exact_mut(bp)) {
@@ -120,6 +125,9 @@ fn forward_row<F: Fma>(w: Rows, o: usize, offs: &[u32], x: &[f32], bp: usize, bi
         while b0 < bp {
             gather_block::<F, LANES>(base, vals, off, x, bp, b0, bias, &mut yp[b0..b0 + LANES]);
             b0 += LANES;
+        }
+        if relu {
+            yp.iter_mut().for_each(|v| *v = v.max(0.0));
         }
     }
 }
@@ -315,6 +323,112 @@ fn hsum(acc: &[f32; 2 * LANES]) -> f32 {
         }
     }
     ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]))
+}
+
+/// Max pooling of one channel `[h][w][bp]` into `[oh][ow][bp]`: each window's first maximum (a
+/// later element wins only if greater).
+pub fn pool_forward(isa: Isa, g: &PoolGeom, x: &[f32], bp: usize, y: &mut [f32]) {
+    dispatch!(isa, pool_forward_avx2, pool_forward_plane, (g, x, bp, y))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn pool_forward_avx2(g: &PoolGeom, x: &[f32], bp: usize, y: &mut [f32]) {
+    pool_forward_plane::<Fused>(g, x, bp, y)
+}
+
+#[inline(always)]
+fn pool_forward_plane<F: Fma>(g: &PoolGeom, x: &[f32], bp: usize, y: &mut [f32]) {
+    let (oh, ow) = (g.oh(), g.ow());
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let o = (oy * ow + ox) * bp;
+            let start = oy * g.stride * g.w + ox * g.stride;
+            let best = &mut y[o..o + bp];
+            best.copy_from_slice(&x[start * bp..(start + 1) * bp]);
+            for k in 1..g.size * g.size {
+                let row = start + k / g.size * g.w + k % g.size;
+                for (b, &v) in best.iter_mut().zip(&x[row * bp..(row + 1) * bp]) {
+                    *b = if v > *b { v } else { *b };
+                }
+            }
+        }
+    }
+}
+
+/// The input gradient of [`pool_forward`] on one channel (input `x`, output `y`, output gradient
+/// `dy`) into `dx`: each output's gradient to the first element of its window equal to the
+/// maximum (the one the forward picked, for any finite input), in output order; with
+/// `relu_before` only where the input is positive. With `tiles` (every input element in exactly
+/// one window) each element is written once (`v + 0.0`: the bits of `0.0 + v`), else added to.
+#[allow(clippy::too_many_arguments)]
+pub fn pool_backward(
+    isa: Isa,
+    g: &PoolGeom,
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    bp: usize,
+    relu_before: bool,
+    tiles: bool,
+    dx: &mut [f32],
+) {
+    dispatch!(isa, pool_backward_avx2, pool_backward_plane, (g, x, y, dy, bp, relu_before, tiles, dx))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pool_backward_avx2(
+    g: &PoolGeom,
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    bp: usize,
+    relu_before: bool,
+    tiles: bool,
+    dx: &mut [f32],
+) {
+    pool_backward_plane::<Fused>(g, x, y, dy, bp, relu_before, tiles, dx)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pool_backward_plane<F: Fma>(
+    g: &PoolGeom,
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    bp: usize,
+    relu_before: bool,
+    tiles: bool,
+    dx: &mut [f32],
+) {
+    let (oh, ow) = (g.oh(), g.ow());
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let o = (oy * ow + ox) * bp;
+            let start = oy * g.stride * g.w + ox * g.stride;
+            for b0 in (0..bp).step_by(LANES) {
+                let dyl: &[f32; LANES] = dy[o + b0..o + b0 + LANES].try_into().expect("a lane group");
+                let yl: &[f32; LANES] = y[o + b0..o + b0 + LANES].try_into().expect("a lane group");
+                // All ones in a lane until its maximum is found.
+                let mut open = [u32::MAX; LANES];
+                for k in 0..g.size * g.size {
+                    let at = (start + k / g.size * g.w + k % g.size) * bp + b0;
+                    let xl: &[f32; LANES] = x[at..at + LANES].try_into().expect("a lane group");
+                    let d: &mut [f32; LANES] = (&mut dx[at..at + LANES]).try_into().expect("a lane group");
+                    for l in 0..LANES {
+                        let eq = if xl[l] == yl[l] { u32::MAX } else { 0 };
+                        let pos = if !relu_before || xl[l] > 0.0 { u32::MAX } else { 0 };
+                        let v = f32::from_bits(dyl[l].to_bits() & eq & open[l] & pos);
+                        open[l] &= !eq;
+                        d[l] = if tiles { v + 0.0 } else { d[l] + v };
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// `dst[j * ds + i] (+)= src[i * ss + j]` for `i, j < 8`: one 8x8 tile transposed, assigned or

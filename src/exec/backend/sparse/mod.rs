@@ -245,7 +245,8 @@ impl SparseWeight {
     }
 
     /// `[out][positions][bp]`: the forward product on the batch-contiguous input `xt`.
-    fn forward(&self, xt: &[f32], bias: Option<&[f32]>, bp: usize) -> Vec<f32> {
+    /// With `relu`, through a ReLU.
+    fn forward(&self, xt: &[f32], bias: Option<&[f32]>, bp: usize, relu: bool) -> Vec<f32> {
         let row_len = self.offs.len() * bp;
         // Every row and lane is written.
         let mut yt = take(self.geom.out * row_len, false);
@@ -253,7 +254,7 @@ impl SparseWeight {
         let work = (self.nnz() + self.geom.out) * row_len;
         yt.par_chunks_mut(row_len.max(1)).enumerate().with_min_len(min_len(self.geom.out, work)).for_each(|(o, y)| {
             let b = bias.map_or(0.0, |b| b[o]);
-            kernels::forward(self.isa, rows, o, &self.offs, xt, bp, b, y);
+            kernels::forward(self.isa, rows, o, &self.offs, xt, bp, b, relu, y);
         });
         yt
     }
@@ -442,7 +443,7 @@ pub fn sparse_layer<T: Tape<f32, Cpu>>(
     let mut xs = take(batch * g.in_len(), false);
     x.copy_into(&mut xs);
     let xt = input_layout(&g, &xs, batch, bp);
-    let yt = sw.forward(&xt, bias.map(|b| b.values().as_slice()), bp);
+    let yt = sw.forward(&xt, bias.map(|b| b.values().as_slice()), bp, false);
     let rows = g.out_len();
     let mut y = vec![0.0; batch * rows];
     from_batch_minor(&yt, rows, bp, &mut y);

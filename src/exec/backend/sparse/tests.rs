@@ -296,13 +296,14 @@ fn a_chain_of_sparse_dense_layers_matches_them_one_by_one_bit_for_bit() {
 
 #[test]
 fn a_chain_of_convolutions_pools_and_dense_layers_matches_them_one_by_one_bit_for_bit() {
-    // A padded, strided first convolution (its input gradient through the padding), an
-    // overlapping pool (3 wide, stride 2: gradients of two windows sum), a grouped unpadded
-    // convolution, a plain pool, then dense layers.
-    let c1 = ConvGeom { c: 2, h: 11, w: 10, out: 6, k: 3, stride: 1, pad: 1, groups: 1 };
-    let p1 = PoolGeom { c: 6, h: 11, w: 10, size: 3, stride: 2 };
-    let c2 = ConvGeom { c: 6, h: 5, w: 4, out: 4, k: 2, stride: 1, pad: 0, groups: 2 };
-    let p2 = PoolGeom { c: 4, h: 4, w: 3, size: 2, stride: 2 };
+    // A padded first convolution (its input gradient through the padding), an overlapping pool
+    // (3 wide, stride 2: gradients of two windows sum), a grouped unpadded convolution, a pool
+    // whose windows tile its input, then dense layers; ReLUs before pools and after layers.
+    let c1 = ConvGeom { c: 2, h: 11, w: 11, out: 6, k: 3, stride: 1, pad: 1, groups: 1 };
+    let p1 = PoolGeom { c: 6, h: 11, w: 11, size: 3, stride: 2 };
+    let c2 = ConvGeom { c: 6, h: 5, w: 5, out: 4, k: 2, stride: 1, pad: 0, groups: 2 };
+    // Windows that tile the input: each input gradient written once.
+    let p2 = PoolGeom { c: 4, h: 4, w: 4, size: 2, stride: 2 };
     let specs = |m: usize| {
         [
             Spec::Layer(c1, 0),
