@@ -46,9 +46,11 @@ for (model, s, t), ms in sorted(sprsc.items()):
     if ref is None:
         continue
     kind = "dense" if s == 0 else "masked"
-    target = "<= 1.0x time (dense parity)" if s == 0 else (f">= {targets[(model, s)]}x" if (model, s) in targets else "reported")
+    # Dense parity is a target for the two LeNets; ResNet-20 is reported at every sparsity.
+    parity = s == 0 and model != "resnet20"
+    target = "<= 1.0x time (dense parity)" if parity else (f">= {targets[(model, s)]}x" if (model, s) in targets else "reported")
     verdict = ""
-    if s == 0:
+    if parity:
         verdict = " met" if ms <= ref else " missed"
     elif (model, s) in targets:
         verdict = " met" if ref / ms >= targets[(model, s)] else " missed"
