@@ -150,7 +150,7 @@ pub struct TrainingArgs {
     pub sets: Vec<String>,
     /// Products of masked dense layers and convolutions: `sparse` kernels touch only the kept
     /// weights; `auto` picks them per layer where its density is at or below the measured
-    /// crossover (dense layers 25%, convolutions 50%); `dense` multiplies the masked weights as zeros.
+    /// crossover (dense layers 20%, convolutions 40%); `dense` multiplies the masked weights as zeros.
     #[arg(long, value_enum, default_value_t = Kernels::Auto)]
     pub kernels: Kernels,
 }

@@ -15,9 +15,9 @@ use crate::exec::LayerKernels;
 use crate::ir::plan::Model;
 
 /// Density at or below which `auto` runs a dense layer sparse (measured, see ARCHITECTURE.md).
-pub const DENSE_CROSSOVER: f64 = 0.13;
+pub const DENSE_CROSSOVER: f64 = 0.2;
 /// The same for a convolution.
-pub const CONV_CROSSOVER: f64 = 0.25;
+pub const CONV_CROSSOVER: f64 = 0.4;
 
 /// One param's sparse state.
 #[derive(Debug, Clone, Default)]
