@@ -25,6 +25,13 @@ impl Batch {
     /// The examples `idx` of `split`, with `augment` drawn from `rng`.
     pub fn fill(split: &Split, shape: [usize; 3], idx: &[usize], augment: &[Augment], rng: &mut ChaCha8Rng) -> Batch {
         let n: usize = shape.iter().product();
+        if augment.is_empty() {
+            // The examples as they are, copied without zeroing the buffer first.
+            let mut images = Vec::with_capacity(idx.len() * n);
+            idx.iter().for_each(|&i| images.extend_from_slice(split.image(i, shape)));
+            let labels = idx.iter().map(|&i| split.labels[i] as usize).collect();
+            return Batch { images, labels };
+        }
         let (mut images, mut labels) = (vec![0.0; idx.len() * n], vec![0usize; idx.len()]);
         fill_batch(split, shape, idx, augment, rng, &mut images, &mut labels);
         Batch { images, labels }
@@ -174,7 +181,23 @@ impl Graph {
 
 #[cfg(test)]
 mod tests {
-    use super::ParamGrad;
+    use rand::SeedableRng;
+
+    use super::{Batch, ParamGrad};
+    use crate::data::{fill_batch, Split};
+
+    #[test]
+    fn a_batch_without_augmentation_is_the_examples_in_order() {
+        let shape = [1, 2, 3];
+        let split = Split { images: (0..5 * 6).map(|v| v as f32).collect(), labels: vec![4, 3, 2, 1, 0], len: 5 };
+        let idx = [3, 0, 4];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let batch = Batch::fill(&split, shape, &idx, &[], &mut rng);
+        let (mut images, mut labels) = (vec![0.0; 18], vec![0; 3]);
+        fill_batch(&split, shape, &idx, &[], &mut rng, &mut images, &mut labels);
+        assert_eq!((batch.images, batch.labels), (images.clone(), labels));
+        assert_eq!(images[..6], [18.0, 19.0, 20.0, 21.0, 22.0, 23.0]);
+    }
 
     #[test]
     fn a_kept_gradient_on_the_same_layout_writes_only_its_positions() {

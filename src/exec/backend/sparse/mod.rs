@@ -33,22 +33,30 @@ use super::{add_into, Param1, Param2, Tensor2};
 static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 
 /// A buffer of `n` floats from the pool: zeros when `zero`, else stale values the caller
-/// overwrites entirely.
+/// overwrites entirely. A step asks for the same sizes every time, so after the first step the
+/// pool holds a buffer at least `n` long for each request and nothing is zeroed or reallocated
+/// that the caller does not ask to be.
 fn take(n: usize, zero: bool) -> Vec<f32> {
     let mut v = {
         let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-        let fit = pool.iter().enumerate().filter(|(_, v)| v.capacity() >= n).min_by_key(|(_, v)| v.capacity());
-        match fit.map(|(i, _)| i) {
+        // The shortest buffer already `n` long (truncating it writes nothing), else the one
+        // with the least capacity that holds `n` (it grows in place), else any.
+        let long = pool.iter().enumerate().filter(|(_, v)| v.len() >= n).min_by_key(|(_, v)| v.len());
+        let roomy = || pool.iter().enumerate().filter(|(_, v)| v.capacity() >= n).min_by_key(|(_, v)| v.capacity());
+        match long.or_else(roomy).map(|(i, _)| i) {
             Some(i) => pool.swap_remove(i),
             None => pool.pop().unwrap_or_default(),
         }
     };
-    if zero {
-        v.clear();
-    }
     if v.len() >= n {
         v.truncate(n);
+        if zero {
+            v.fill(0.0);
+        }
     } else {
+        if zero {
+            v.clear();
+        }
         v.resize(n, 0.0);
     }
     v
