@@ -202,7 +202,8 @@ fn pool_backward(g: &PoolGeom, dyt: &[f32], xt: &[f32], yt: &[f32], bp: usize, r
     let isa = Isa::detect();
     dxt.par_chunks_mut(plane_in.max(1)).enumerate().with_min_len(min).for_each(|(c, dp)| {
         let (xp, out) = (&xt[c * plane_in..(c + 1) * plane_in], c * plane_out..(c + 1) * plane_out);
-        kernels::pool_backward(isa, g, xp, &yt[out.clone()], &dyt[out], bp, relu_before, tiles, dp);
+        let p = kernels::PoolGrad { g, x: xp, y: &yt[out.clone()], dy: &dyt[out], bp, relu_before, tiles };
+        kernels::pool_backward(isa, p, dp);
     });
     dxt
 }

@@ -356,54 +356,37 @@ fn pool_forward_plane<F: Fma>(g: &PoolGeom, x: &[f32], bp: usize, y: &mut [f32])
     }
 }
 
-/// The input gradient of [`pool_forward`] on one channel (input `x`, output `y`, output gradient
-/// `dy`) into `dx`: each output's gradient to the first element of its window equal to the
-/// maximum (the one the forward picked, for any finite input), in output order; with
-/// `relu_before` only where the input is positive. With `tiles` (every input element in exactly
-/// one window) each element is written once (`v + 0.0`: the bits of `0.0 + v`), else added to.
-#[allow(clippy::too_many_arguments)]
-pub fn pool_backward(
-    isa: Isa,
-    g: &PoolGeom,
-    x: &[f32],
-    y: &[f32],
-    dy: &[f32],
-    bp: usize,
-    relu_before: bool,
-    tiles: bool,
-    dx: &mut [f32],
-) {
-    dispatch!(isa, pool_backward_avx2, pool_backward_plane, (g, x, y, dy, bp, relu_before, tiles, dx))
+/// The operands of [`pool_backward`] on one channel: the pool's input `x`, output `y` and
+/// output gradient `dy` (`[pixel][bp]` each); whether a ReLU produced `x` (`relu_before`); whether
+/// every input element lies in exactly one window (`tiles`).
+#[derive(Clone, Copy)]
+pub struct PoolGrad<'a> {
+    pub g: &'a PoolGeom,
+    pub x: &'a [f32],
+    pub y: &'a [f32],
+    pub dy: &'a [f32],
+    pub bp: usize,
+    pub relu_before: bool,
+    pub tiles: bool,
+}
+
+/// The input gradient of [`pool_forward`] on one channel into `dx`: each output's gradient to
+/// the first element of its window equal to the maximum (the one the forward picked, for any
+/// finite input), in output order; with `relu_before` only where the input is positive. With
+/// `tiles` each element is written once (`v + 0.0`: the bits of `0.0 + v`), else added to.
+pub fn pool_backward(isa: Isa, p: PoolGrad, dx: &mut [f32]) {
+    dispatch!(isa, pool_backward_avx2, pool_backward_plane, (p, dx))
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn pool_backward_avx2(
-    g: &PoolGeom,
-    x: &[f32],
-    y: &[f32],
-    dy: &[f32],
-    bp: usize,
-    relu_before: bool,
-    tiles: bool,
-    dx: &mut [f32],
-) {
-    pool_backward_plane::<Fused>(g, x, y, dy, bp, relu_before, tiles, dx)
+unsafe fn pool_backward_avx2(p: PoolGrad, dx: &mut [f32]) {
+    pool_backward_plane::<Fused>(p, dx)
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn pool_backward_plane<F: Fma>(
-    g: &PoolGeom,
-    x: &[f32],
-    y: &[f32],
-    dy: &[f32],
-    bp: usize,
-    relu_before: bool,
-    tiles: bool,
-    dx: &mut [f32],
-) {
+fn pool_backward_plane<F: Fma>(p: PoolGrad, dx: &mut [f32]) {
+    let PoolGrad { g, x, y, dy, bp, relu_before, tiles } = p;
     let (oh, ow) = (g.oh(), g.ow());
     for oy in 0..oh {
         for ox in 0..ow {
