@@ -86,7 +86,7 @@ pub struct Trainer<'a> {
     update_scratch: [Vec<f32>; 5],
     /// Per param, the sparse layout whose kept positions are the only nonzeros of its `grad`
     /// ([`super::graph::ParamGrad::write_over`]); `None` when unknown.
-    pub(crate) grad_support: Vec<Option<u64>>,
+    grad_support: Vec<Option<u64>>,
 }
 
 /// Rejects what does not fit the data.

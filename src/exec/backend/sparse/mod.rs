@@ -71,8 +71,8 @@ fn give(v: Vec<f32>) {
 }
 
 /// Items of a parallel loop over `len` items with `work` floats touched in all, per rayon task:
-/// below about 64K floats one task does all (splitting costs more than it saves: measured on
-/// LeNet-300-100 at 99.9%, where two threads were slower than one).
+/// below about 1M floats one task does all (waking the second thread costs more than it saves:
+/// measured on LeNet-300-100 at 98-99.9%, where two threads were slower than one).
 fn min_len(len: usize, work: usize) -> usize {
     if work < 1 << 20 {
         len.max(1)
