@@ -70,7 +70,8 @@ impl ChainItem<'_> {
 pub fn sparse_chain<T: Tape<f32, Cpu>>(x: Tensor2<T>, items: &[ChainItem], input_grad: bool) -> Tensor2<T> {
     assert!(ChainItem::fits(items), "a chain starts with a sparse layer and each item takes the last one's output");
     let ChainItem::Layer { sw: first, .. } = &items[0] else { unreachable!("checked by fits") };
-    let first = first.geom;
+    // The pools run the variant the layers were built for (tests build both).
+    let (first, isa) = (first.geom, first.isa);
     let (x, mut tape) = x.split_tape();
     let batch = x.shape().0;
     assert_eq!(x.shape().1, first.in_len(), "sparse chain input size");
@@ -100,7 +101,7 @@ pub fn sparse_chain<T: Tape<f32, Cpu>>(x: Tensor2<T>, items: &[ChainItem], input
             }
             ChainItem::MaxPool(g) => {
                 rows = g.out_len();
-                pool_forward(g, &acts[last], bp)
+                pool_forward(isa, g, &acts[last], bp)
             }
         };
         acts.push(y);
@@ -146,7 +147,7 @@ pub fn sparse_chain<T: Tape<f32, Cpu>>(x: Tensor2<T>, items: &[ChainItem], input
                 }
                 Back::MaxPool(g) => {
                     let relu_before = i > 0 && matches!(back[i - 1], Back::Relu);
-                    let dxt = pool_backward(g, &dyt, &acts[i], &acts[i + 1], bp, relu_before);
+                    let dxt = pool_backward(isa, g, &dyt, &acts[i], &acts[i + 1], bp, relu_before);
                     give(std::mem::replace(&mut dyt, dxt));
                 }
                 Back::Layer(sw) => {
@@ -174,12 +175,11 @@ pub fn sparse_chain<T: Tape<f32, Cpu>>(x: Tensor2<T>, items: &[ChainItem], input
 
 /// Max pooling of `[c][h][w][bp]` into `[c][oh][ow][bp]`: each window's first maximum, as
 /// [`crate::exec::backend::pool::max_pool`] picks it (a later element wins only if greater).
-fn pool_forward(g: &PoolGeom, xt: &[f32], bp: usize) -> Vec<f32> {
+fn pool_forward(isa: Isa, g: &PoolGeom, xt: &[f32], bp: usize) -> Vec<f32> {
     let (oh, ow) = (g.oh(), g.ow());
     let plane_out = oh * ow * bp;
     let mut y = take(g.c * plane_out, false);
     let min = min_len(g.c, xt.len());
-    let isa = Isa::detect();
     y.par_chunks_mut(plane_out.max(1)).enumerate().with_min_len(min).for_each(|(c, yp)| {
         kernels::pool_forward(isa, g, &xt[c * g.h * g.w * bp..(c + 1) * g.h * g.w * bp], bp, yp);
     });
@@ -193,13 +193,20 @@ fn pool_forward(g: &PoolGeom, xt: &[f32], bp: usize) -> Vec<f32> {
 /// only where the input is positive, which is that ReLU's backward. Windows that tile the input
 /// exactly write each element once (`v + 0.0`: the bits of `0.0 + v`) instead of zeroing and
 /// adding.
-fn pool_backward(g: &PoolGeom, dyt: &[f32], xt: &[f32], yt: &[f32], bp: usize, relu_before: bool) -> Vec<f32> {
+fn pool_backward(
+    isa: Isa,
+    g: &PoolGeom,
+    dyt: &[f32],
+    xt: &[f32],
+    yt: &[f32],
+    bp: usize,
+    relu_before: bool,
+) -> Vec<f32> {
     let (oh, ow) = (g.oh(), g.ow());
     let (plane_in, plane_out) = (g.h * g.w * bp, oh * ow * bp);
     let tiles = g.stride == g.size && g.h.is_multiple_of(g.size) && g.w.is_multiple_of(g.size);
     let mut dxt = take(g.c * plane_in, !tiles);
     let min = min_len(g.c, dxt.len());
-    let isa = Isa::detect();
     dxt.par_chunks_mut(plane_in.max(1)).enumerate().with_min_len(min).for_each(|(c, dp)| {
         let (xp, out) = (&xt[c * plane_in..(c + 1) * plane_in], c * plane_out..(c + 1) * plane_out);
         let p = kernels::PoolGrad { g, x: xp, y: &yt[out.clone()], dy: &dyt[out], bp, relu_before, tiles };
