@@ -10,6 +10,7 @@
 //! Everything but [`run`], [`RunOptions`] and [`RunError`] is crate-internal.
 
 pub(crate) mod alloc;
+pub(crate) mod awake;
 pub(crate) mod backend;
 pub mod error;
 pub(crate) mod graph;

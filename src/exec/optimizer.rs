@@ -2,7 +2,7 @@
 //! kernel call per parameter. In: the params with their gradients. Out: updated weights and
 //! optimizer state.
 
-use super::jit::{optimizer_scalars, StepKernels};
+use super::jit::{optimizer_scalars, KeptScratch, StepKernels};
 use super::params::ParamBuf;
 use crate::ir::plan::{Optimizer, ParamKind};
 use crate::kernels::KernelError;
@@ -32,7 +32,7 @@ pub fn update(
     lr: f64,
     step: u64,
     kernels: &StepKernels,
-    scratch: &mut [Vec<f32>; 5],
+    scratch: &mut Vec<KeptScratch>,
 ) -> Result<(), KernelError> {
     let lr = lr as f32;
     let weight_decay = match *optimizer {

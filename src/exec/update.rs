@@ -329,13 +329,20 @@ mod jit {
                 (p.raw.clone(), p.grad.clone(), p.m1.clone(), p.m2.clone(), p.mask.clone());
             kernels.update(&mut full, &scalars).unwrap();
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
-            for given in [None, Some(&kept_grad[..])] {
+            // One chunk, and chunks of 1 and 7 kept weights on three threads (cut anywhere,
+            // including between neighbours).
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+            for (given, min_chunk) in
+                [None, Some(&kept_grad[..])].into_iter().flat_map(|g| [(g, usize::MAX), (g, 1), (g, 7)])
+            {
                 let mut q = buffers(true, false, adam, 0);
                 (q.raw, q.grad, q.m1, q.m2, q.mask) =
                     (p.raw.clone(), p.grad.clone(), p.m1.clone(), p.m2.clone(), p.mask.clone());
-                let mut scratch = Default::default();
-                kernels.update_kept(&mut q, &kept, given, &scalars, &mut scratch).unwrap();
-                let what = format!("{optimizer:?} gradients given: {}", given.is_some());
+                let mut scratch = Vec::new();
+                pool.install(|| kernels.update_kept_in_chunks(&mut q, &kept, given, &scalars, &mut scratch, min_chunk))
+                    .unwrap();
+                assert_eq!(scratch.len(), if min_chunk == usize::MAX { 1 } else { 3 });
+                let what = format!("{optimizer:?} gradients given: {}, chunks of {min_chunk}", given.is_some());
                 assert!(bits(&q.raw) == bits(&full.raw), "{what}: weights");
                 assert!(bits(&q.m1) == bits(&full.m1), "{what}: first moment");
                 assert!(bits(&q.m2) == bits(&full.m2), "{what}: second moment");

@@ -20,9 +20,10 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand_chacha::ChaCha8Rng;
 
+use super::awake::Awake;
 use super::error::RunError;
 use super::graph::{Batch, Graph, Mode, Objective};
-use super::jit::StepKernels;
+use super::jit::{KeptScratch, StepKernels};
 use super::lr::Lr;
 use super::optimizer;
 use super::params::{self, ParamBuf};
@@ -49,6 +50,8 @@ pub struct Trainer<'a> {
     pub(crate) data: &'a DataSet,
     pub(crate) opts: &'a RunOptions,
     threads: usize,
+    /// Keeps the pool's other threads awake through the steps.
+    awake: Awake,
     pub(crate) graph: Graph,
     pub(crate) params: Vec<ParamBuf>,
     pub(crate) sparsifier: Sparsifier,
@@ -83,7 +86,7 @@ pub struct Trainer<'a> {
     /// Wall-clock milliseconds of each training step.
     step_ms: Vec<f32>,
     /// Gathered arrays of the sparse layers' optimizer update, reused across steps.
-    update_scratch: [Vec<f32>; 5],
+    update_scratch: Vec<KeptScratch>,
     /// Per param, the sparse layout whose kept positions are the only nonzeros of its `grad`
     /// ([`super::graph::ParamGrad::write_over`]); `None` when unknown.
     grad_support: Vec<Option<u64>>,
@@ -134,6 +137,7 @@ impl<'a> Trainer<'a> {
             data,
             opts,
             threads,
+            awake: Awake::new(),
             graph,
             params,
             sparsifier,
@@ -370,6 +374,7 @@ impl<'a> Trainer<'a> {
 
     /// One optimizer step on the examples `idx`; returns the loss and the number correct.
     pub(crate) fn train_step(&mut self, idx: &[usize]) -> Result<(f32, usize), RunError> {
+        self.awake.keep();
         self.load_weights()?;
         self.sample_trace();
         self.lottery_snapshot();

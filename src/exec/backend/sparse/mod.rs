@@ -71,10 +71,12 @@ fn give(v: Vec<f32>) {
 }
 
 /// Items of a parallel loop over `len` items with `work` floats touched in all, per rayon task:
-/// below about 1M floats one task does all (waking the second thread costs more than it saves:
-/// measured on LeNet-300-100 at 98-99.9%, where two threads were slower than one).
+/// below 2^18 floats one task does all. Measured on LeNet-300-100 at two threads with the
+/// workers kept awake (`exec::awake`): 2^15-2^16 made 98-99.9% slower (a split costs a few
+/// microseconds even then), 2^17-2^18 were best (98% 0.27-0.28 ms against 0.30 at 2^20);
+/// before the workers were kept awake 2^20 was best (a parked worker took longer to wake).
 fn min_len(len: usize, work: usize) -> usize {
-    if work < 1 << 20 {
+    if work < 1 << 18 {
         len.max(1)
     } else {
         1
