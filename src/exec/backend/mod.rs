@@ -134,10 +134,22 @@ pub fn input(dev: &Device, images: Vec<f32>, b: usize) -> Tensor2<Traced> {
     dev.tensor_from_vec(images, (b, n)).leaky_traced()
 }
 
-/// The same batch without a tape (evaluation).
-pub fn input_untraced(dev: &Device, images: Vec<f32>, b: usize) -> Tensor2 {
-    let n = images.len() / b.max(1);
-    dev.tensor_from_vec(images, (b, n))
+/// A `(b, 0)` tensor with a tape: it stands for a batch whose values a sparse chain reads from
+/// the batch itself (`walk::run`'s `values`), so they are not copied into a tensor and out again.
+pub fn input_carrier(dev: &Device, b: usize) -> Tensor2<Traced> {
+    dev.tensor_from_vec(Vec::new(), (b, 0)).leaky_traced()
+}
+
+/// The rows `values` of an [`input_carrier`] `x` as a tensor, on `x`'s tape.
+pub fn carried<T: Tape>(x: Tensor2<T>, values: &[f32]) -> Tensor2<T> {
+    let (x, tape) = x.split_tape();
+    let b = x.shape().0;
+    x.device().tensor_from_vec(values.to_vec(), (b, values.len() / b.max(1))).put_tape(tape)
+}
+
+/// [`input_carrier`] without a tape (evaluation).
+pub fn input_carrier_untraced(dev: &Device, b: usize) -> Tensor2 {
+    dev.tensor_from_vec(Vec::new(), (b, 0))
 }
 
 /// A second handle on `x` whose ops record on a tape of their own, merged at the next binary op.

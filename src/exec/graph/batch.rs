@@ -5,12 +5,12 @@
 
 use rand_chacha::ChaCha8Rng;
 
-use super::walk::run;
+use super::walk::{reads_input_in_place, run, Input};
 use super::{Graph, Mode};
 use crate::data::{fill_batch, Split};
 use crate::diagnostics::Span;
 use crate::exec::backend::loss::cross_entropy;
-use crate::exec::backend::{backward, input, input_untraced, scale, sum_all, value};
+use crate::exec::backend::{backward, input, input_carrier, input_carrier_untraced, scale, sum_all, value};
 use crate::exec::error::RunError;
 use crate::ir::plan::{Augment, SmoothingStyle};
 
@@ -136,8 +136,14 @@ impl Graph {
         span: Span,
         mut grad: impl FnMut(usize, ParamGrad),
     ) -> Result<(f32, usize), RunError> {
-        let x = input(&self.dev, batch.images, batch.labels.len());
-        let out = run(&self.nodes, &self.params, &self.sparse, &mut self.bn, x, mode, None);
+        let b = batch.labels.len();
+        let out = if reads_input_in_place(&self.nodes, &self.params, &self.sparse) {
+            let x = input_carrier(&self.dev, b);
+            run(&self.nodes, &self.params, &self.sparse, &mut self.bn, Input::Carried(x, &batch.images), mode, None)
+        } else {
+            let x = input(&self.dev, batch.images, b);
+            run(&self.nodes, &self.params, &self.sparse, &mut self.bn, Input::Tensor(x), mode, None)
+        };
         let (loss, correct) = match objective {
             Objective::CrossEntropy { smoothing, temperature } => {
                 let logits = if temperature == 1.0 { out } else { scale(out, 1.0 / temperature) };
@@ -164,16 +170,25 @@ impl Graph {
     /// Forward without recording: the logits `(batch, classes)`.
     #[cfg(test)]
     pub fn logits(&mut self, images: &[f32], b: usize, mode: &mut Mode) -> Vec<f32> {
-        let x = input_untraced(&self.dev, images.to_vec(), b);
-        crate::exec::backend::read(&run(&self.nodes, &self.params, &self.sparse, &mut self.bn, x, mode, None))
+        let x = input_carrier_untraced(&self.dev, b);
+        crate::exec::backend::read(&run(
+            &self.nodes,
+            &self.params,
+            &self.sparse,
+            &mut self.bn,
+            Input::Carried(x, images),
+            mode,
+            None,
+        ))
     }
 
     /// Forward without recording: the mean cross-entropy and the number correct (and, after
     /// [`Graph::watch_relus`], which ReLU units fired).
     pub fn loss(&mut self, batch: &Batch, mode: &mut Mode) -> (f32, usize) {
-        let x = input_untraced(&self.dev, batch.images.clone(), batch.labels.len());
+        let x = input_carrier_untraced(&self.dev, batch.labels.len());
         let watch = if self.watching { Some(&mut self.relus[..]) } else { None };
-        let logits = run(&self.nodes, &self.params, &self.sparse, &mut self.bn, x, mode, watch);
+        let logits =
+            run(&self.nodes, &self.params, &self.sparse, &mut self.bn, Input::Carried(x, &batch.images), mode, watch);
         let (loss, correct) = cross_entropy(logits, &batch.labels, None);
         (value(&loss), correct)
     }

@@ -8,30 +8,54 @@ use crate::exec::backend::dyrelu::{dyrelu, scaled_weight, DyReluParams};
 use crate::exec::backend::norm::{batch_norm, BnStats};
 use crate::exec::backend::pool::{avg_pool, global_avg_pool, max_pool};
 use crate::exec::backend::sparse::{sparse_chain, sparse_layer, ChainItem};
-use crate::exec::backend::{add, fork, read, scale, ParamTensor, Tape, Tensor2};
+use crate::exec::backend::{add, carried, fork, read, scale, ParamTensor, Tape, Tensor2};
 use crate::ir::plan::Activation;
 
+/// What the walk starts from: a tensor, or an input carrier (`backend::input_carrier`) and the
+/// rows it stands for, which a sparse chain at the start reads in place (anything else first
+/// makes them a tensor; see [`reads_input_in_place`]).
+pub(super) enum Input<'v, T: Tape> {
+    Tensor(Tensor2<T>),
+    Carried(Tensor2<T>, &'v [f32]),
+}
+
+/// `nodes` on `input`.
 pub(super) fn run<T: Tape>(
     nodes: &[Node],
     p: &[ParamTensor],
     sp: &[SparseSlot],
     bn: &mut [(String, BnStats)],
-    x: Tensor2<T>,
+    input: Input<T>,
     mode: &mut Mode,
     mut watch: Option<&mut [ReluUnits]>,
 ) -> Tensor2<T> {
-    let mut x = x;
+    let (mut x, mut values) = match input {
+        Input::Tensor(x) => (x, None),
+        Input::Carried(x, v) => (x, Some(v)),
+    };
     let mut i = 0;
     while i < nodes.len() {
         if watch.is_none() {
             if let Some((layers, input_grad, used)) = chain_at(&nodes[i..], p, sp) {
-                x = sparse_chain(x, &layers, input_grad);
+                // The chain reads a carrier's values in place when it needs no input gradient.
+                x = match values.take() {
+                    Some(v) if !input_grad => sparse_chain(x, Some(v), &layers, false),
+                    Some(v) => sparse_chain(carried(x, v), None, &layers, true),
+                    None => sparse_chain(x, None, &layers, input_grad),
+                };
                 i += used;
                 continue;
             }
         }
         let node = &nodes[i];
         i += 1;
+        if let Some(v) = values.take() {
+            if matches!(node, Node::Flatten) {
+                values = Some(v);
+                continue;
+            }
+            x = carried(x, v);
+        }
         x = match node {
             Node::Dense { w, b, input_grad } => match &sp[*w].active {
                 Some(s) => sparse_layer(x, p[*w].matrix(), s, b.map(|b| p[b].vector()), *input_grad),
@@ -67,17 +91,24 @@ pub(super) fn run<T: Tape>(
             Node::Residual { body, shortcut, scale: ramp } => {
                 let k = ramp.map_or(1.0, |r| r.at(mode.step));
                 if k == 0.0 {
-                    run(body, p, sp, bn, x, mode, watch.as_deref_mut())
+                    run(body, p, sp, bn, Input::Tensor(x), mode, watch.as_deref_mut())
                 } else {
                     // Both branches record on tapes that merge at the add; both add into x's grad.
-                    let side = run(shortcut, p, sp, bn, fork(&x), mode, watch.as_deref_mut());
+                    let side = run(shortcut, p, sp, bn, Input::Tensor(fork(&x)), mode, watch.as_deref_mut());
                     let side = if k == 1.0 { side } else { scale(side, k) };
-                    add(run(body, p, sp, bn, x, mode, watch.as_deref_mut()), side)
+                    add(run(body, p, sp, bn, Input::Tensor(x), mode, watch.as_deref_mut()), side)
                 }
             }
         };
     }
     x
+}
+
+/// Whether `nodes`, past any flattens, start with a sparse chain that needs no input gradient:
+/// it can read the batch in place ([`Input::Carried`]).
+pub(super) fn reads_input_in_place(nodes: &[Node], p: &[ParamTensor], sp: &[SparseSlot]) -> bool {
+    let start = nodes.iter().take_while(|n| matches!(n, Node::Flatten)).count();
+    chain_at(&nodes[start..], p, sp).is_some_and(|(_, input_grad, _)| !input_grad)
 }
 
 /// A sparse layer at the start of `nodes` with kept-weight gradients, and after it the sparse

@@ -65,23 +65,39 @@ impl ChainItem<'_> {
     }
 }
 
-/// `items` in sequence on `x`; `input_grad: false` skips `dL/dx`. Panics unless
-/// [`ChainItem::fits`].
-pub fn sparse_chain<T: Tape<f32, Cpu>>(x: Tensor2<T>, items: &[ChainItem], input_grad: bool) -> Tensor2<T> {
+/// `items` in sequence on `x`; `input_grad: false` skips `dL/dx`. With `values`, `x` is an
+/// [`input_carrier`](crate::exec::backend::input_carrier) (its batch size and tape) and `values`
+/// are its rows, read in place (no input gradient then). Panics unless [`ChainItem::fits`].
+pub fn sparse_chain<T: Tape<f32, Cpu>>(
+    x: Tensor2<T>,
+    values: Option<&[f32]>,
+    items: &[ChainItem],
+    input_grad: bool,
+) -> Tensor2<T> {
     assert!(ChainItem::fits(items), "a chain starts with a sparse layer and each item takes the last one's output");
     let ChainItem::Layer { sw: first, .. } = &items[0] else { unreachable!("checked by fits") };
     // The pools run the variant the layers were built for (tests build both).
     let (first, isa) = (first.geom, first.isa);
     let (x, mut tape) = x.split_tape();
     let batch = x.shape().0;
-    assert_eq!(x.shape().1, first.in_len(), "sparse chain input size");
     let bp = batch.div_ceil(LANES) * LANES;
-    let mut xs = take(batch * first.in_len(), false);
-    x.copy_into(&mut xs);
     // acts[i]: item i's input (empty where a ReLU took it over in place); acts[len]: the output.
     // A pool's backward reads its input and output again (no argmax is kept).
-    let mut acts = vec![input_layout(&first, &xs, batch, bp)];
-    give(xs);
+    let mut acts = match values {
+        Some(xs) => {
+            assert!(!input_grad, "no input gradient for values read in place");
+            assert_eq!(xs.len(), batch * first.in_len(), "sparse chain input size");
+            vec![input_layout(&first, xs, batch, bp)]
+        }
+        None => {
+            assert_eq!(x.shape().1, first.in_len(), "sparse chain input size");
+            let mut xs = take(batch * first.in_len(), false);
+            x.copy_into(&mut xs);
+            let xt = input_layout(&first, &xs, batch, bp);
+            give(xs);
+            vec![xt]
+        }
+    };
     let mut rows = first.in_len();
     for (i, item) in items.iter().enumerate() {
         let last = acts.len() - 1;

@@ -71,12 +71,13 @@ fn give(v: Vec<f32>) {
 }
 
 /// Items of a parallel loop over `len` items with `work` floats touched in all, per rayon task:
-/// below 2^18 floats one task does all. Measured on LeNet-300-100 at two threads with the
-/// workers kept awake (`exec::awake`): 2^15-2^16 made 98-99.9% slower (a split costs a few
-/// microseconds even then), 2^17-2^18 were best (98% 0.27-0.28 ms against 0.30 at 2^20);
-/// before the workers were kept awake 2^20 was best (a parked worker took longer to wake).
+/// below 2^19 floats one task does all. Measured on LeNet-300-100 at two threads with the
+/// workers kept awake (`exec::awake`), where fc1's products touch 340K floats at 99% and 640K
+/// at 98%: at 2^18 the 99% step was 0.21-0.22 ms, at 2^19 0.19-0.20 (98% 0.26-0.28 at both;
+/// at 2^20, one task, 0.28-0.29); 2^15-2^16 were slower at 98-99.9%. Before the workers were
+/// kept awake 2^20 was best (a parked worker took longer to wake).
 fn min_len(len: usize, work: usize) -> usize {
-    if work < 1 << 18 {
+    if work < 1 << 19 {
         len.max(1)
     } else {
         1

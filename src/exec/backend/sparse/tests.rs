@@ -187,7 +187,8 @@ type TestLayer = (Arc<SparseWeight>, Param1, Vec<f32>);
 
 /// The items of `specs` through [`sparse_chain`] and one by one through [`sparse_layer`],
 /// dfdx's ReLU and [`max_pool`]: the same output and the same input, kept-weight and bias
-/// gradients, bit for bit. Returns whether any weight or bias gradient was nonzero.
+/// gradients, bit for bit; without an input gradient also the chain reading its input in place
+/// (an input carrier and the values). Returns whether any weight or bias gradient was nonzero.
 fn check_chain(specs: &[Spec], batch: usize, input_grad: bool, isa: Isa) -> bool {
     use super::super::act::act;
     use super::super::pool::max_pool;
@@ -219,7 +220,7 @@ fn check_chain(specs: &[Spec], batch: usize, input_grad: bool, isa: Isa) -> bool
     let x = random(batch * first.in_len(), 99);
     let r = random(batch * rows_out, 98);
     // (y, dx, kept gradients per layer, bias gradients per layer)
-    let go = |chained: bool| {
+    let go = |chained: bool, in_place: bool| {
         let xt: Tensor2 = dev.tensor_from_vec(x.clone(), (batch, first.in_len()));
         let traced = xt.leaky_trace();
         let y = if chained {
@@ -233,7 +234,11 @@ fn check_chain(specs: &[Spec], batch: usize, input_grad: bool, isa: Isa) -> bool
                     _ => unreachable!("a layer per layer spec"),
                 })
                 .collect();
-            sparse_chain(traced, &items, input_grad)
+            if in_place {
+                sparse_chain(crate::exec::backend::input_carrier(&dev, batch), Some(&x), &items, false)
+            } else {
+                sparse_chain(traced, None, &items, input_grad)
+            }
         } else {
             let mut h = traced;
             for (l, (spec, layer)) in specs.iter().zip(&layers).enumerate() {
@@ -257,9 +262,23 @@ fn check_chain(specs: &[Spec], batch: usize, input_grad: bool, isa: Isa) -> bool
         let db: Vec<Vec<f32>> = layers.iter().flatten().map(|(_, b, _)| grads.get(b.tensor()).as_vec()).collect();
         (yv, grads.get_or_alloc_mut(&xt).expect("input gradient").to_vec(), kept, db)
     };
-    let (unfused, chained) = (go(false), go(true));
+    let (unfused, chained) = (go(false, false), go(true, false));
     let what = format!("batch {batch} input grad {input_grad} {isa:?} first {first:?}");
     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+    if !input_grad {
+        let in_place = go(true, true);
+        assert_eq!(bits(&in_place.0), bits(&unfused.0), "{what}: y, input read in place");
+        assert_eq!(
+            in_place.2.iter().map(|g| bits(g)).collect::<Vec<_>>(),
+            unfused.2.iter().map(|g| bits(g)).collect::<Vec<_>>(),
+            "{what}: kept weight gradients, input read in place"
+        );
+        assert_eq!(
+            in_place.3.iter().map(|g| bits(g)).collect::<Vec<_>>(),
+            unfused.3.iter().map(|g| bits(g)).collect::<Vec<_>>(),
+            "{what}: bias gradients, input read in place"
+        );
+    }
     assert_eq!(bits(&chained.0), bits(&unfused.0), "{what}: y");
     assert_eq!(bits(&chained.1), bits(&unfused.1), "{what}: dx");
     for l in 0..chained.2.len() {
