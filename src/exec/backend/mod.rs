@@ -68,7 +68,21 @@ impl<S: Shape> Param<S> {
 
     /// Loads new values (copies only when a backward closure still holds the old ones).
     pub fn copy_from(&mut self, src: &[f32]) {
-        std::sync::Arc::make_mut(&mut self.values).copy_from_slice(src);
+        copy_par(std::sync::Arc::make_mut(&mut self.values).as_mut_slice(), src);
+    }
+}
+
+/// `dst.copy_from_slice(src)`, in blocks over the pool's threads from 2^16 floats: a step
+/// copies every weight into the graph and every gradient out of it (LeNet-300-100's fc1 is
+/// 1 MB), and serial these copies were a tenth of its dense step at two threads.
+pub fn copy_par(dst: &mut [f32], src: &[f32]) {
+    use rayon::prelude::*;
+    const BLOCK: usize = 1 << 15;
+    assert_eq!(dst.len(), src.len(), "copy of unequal lengths");
+    if dst.len() < 2 * BLOCK || rayon::current_num_threads() == 1 {
+        dst.copy_from_slice(src);
+    } else {
+        dst.par_chunks_mut(BLOCK).zip(src.par_chunks(BLOCK)).for_each(|(d, s)| d.copy_from_slice(s));
     }
 }
 
@@ -274,6 +288,20 @@ pub mod testing {
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
             let scale = 1.0f32.max(x.abs()).max(y.abs());
             assert!((x - y).abs() <= tol * scale, "index {i}: {x} vs {y}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parallel_copies_copy_every_element() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        for n in [0, 5, (1 << 16) - 1, 1 << 16, 100_003] {
+            let src: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 7.0).collect();
+            let mut dst = vec![f32::NAN; n];
+            pool.install(|| super::copy_par(&mut dst, &src));
+            assert_eq!(dst, src, "{n} floats");
         }
     }
 }

@@ -86,7 +86,7 @@ impl ParamGrad<'_> {
     /// Writes the whole gradient into `dst`.
     pub fn write_into(&self, dst: &mut [f32]) {
         match self {
-            ParamGrad::Dense(g) => dst.copy_from_slice(g),
+            ParamGrad::Dense(g) => crate::exec::backend::copy_par(dst, g),
             ParamGrad::Kept { index, values, .. } => {
                 dst.fill(0.0);
                 for (&i, &v) in index.iter().zip(values.iter()) {
