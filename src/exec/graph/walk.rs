@@ -6,7 +6,7 @@ use crate::exec::backend::act::{act, blend, dense, dropout};
 use crate::exec::backend::conv::conv2d;
 use crate::exec::backend::dyrelu::{dyrelu, scaled_weight, DyReluParams};
 use crate::exec::backend::norm::{batch_norm, BnStats};
-use crate::exec::backend::pool::{avg_pool, global_avg_pool, max_pool};
+use crate::exec::backend::pool::{avg_pool, global_avg_pool, max_pool, relu_max_pool};
 use crate::exec::backend::sparse::{sparse_chain, sparse_layer, ChainItem};
 use crate::exec::backend::{add, carried, fork, read, scale, ParamTensor, Tape, Tensor2};
 use crate::ir::plan::Activation;
@@ -68,6 +68,13 @@ pub(super) fn run<T: Tape>(
             Node::Conv { w, b, geom, input_grad, scale: Some(s) } => {
                 let (x, w) = scaled_weight(x, p[*w].matrix(), p[*s].vector());
                 conv2d(x, &w, b.map(|b| p[b].vector()), *geom, *input_grad)
+            }
+            // A ReLU right before a max pool runs with it (not when watching: the ReLU's
+            // output is what the watch counts).
+            Node::Act(Activation::Relu, _) if watch.is_none() && matches!(nodes.get(i), Some(Node::MaxPool(_))) => {
+                let Some(Node::MaxPool(g)) = nodes.get(i) else { unreachable!("matched above") };
+                i += 1;
+                relu_max_pool(x, *g)
             }
             Node::MaxPool(g) => max_pool(x, *g),
             Node::AvgPool(g) => avg_pool(x, *g),
