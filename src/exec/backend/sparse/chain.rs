@@ -87,13 +87,13 @@ pub fn sparse_chain<T: Tape<f32, Cpu>>(
         Some(xs) => {
             assert!(!input_grad, "no input gradient for values read in place");
             assert_eq!(xs.len(), batch * first.in_len(), "sparse chain input size");
-            vec![input_layout(&first, xs, batch, bp)]
+            vec![input_layout(isa, &first, xs, batch, bp)]
         }
         None => {
             assert_eq!(x.shape().1, first.in_len(), "sparse chain input size");
             let mut xs = take(batch * first.in_len(), false);
             x.copy_into(&mut xs);
-            let xt = input_layout(&first, &xs, batch, bp);
+            let xt = input_layout(isa, &first, &xs, batch, bp);
             give(xs);
             vec![xt]
         }
@@ -123,7 +123,7 @@ pub fn sparse_chain<T: Tape<f32, Cpu>>(
         acts.push(y);
     }
     let mut y = vec![0.0; batch * rows];
-    from_batch_minor(&acts[items.len()], rows, bp, &mut y);
+    from_batch_minor(isa, &acts[items.len()], rows, bp, &mut y);
     let out = x.device().tensor_from_vec(y, (batch, rows));
     if !T::OWNS_TAPE {
         acts.into_iter().for_each(give);
@@ -153,7 +153,7 @@ pub fn sparse_chain<T: Tape<f32, Cpu>>(
         .collect();
     tape.add_backward_op(move |grads| {
         // dyt: the gradient of item i's output.
-        let mut dyt = output_grad_layout(grads.get_or_alloc_mut(&yg)?, rows, batch, bp);
+        let mut dyt = output_grad_layout(isa, grads.get_or_alloc_mut(&yg)?, rows, batch, bp);
         for (i, item) in back.iter().enumerate().rev() {
             match item {
                 // A pool right after has masked its input gradient already.
@@ -180,7 +180,7 @@ pub fn sparse_chain<T: Tape<f32, Cpu>>(
             }
         }
         if input_grad {
-            add_input_grad(&first, &dyt, bp, grads.get_or_alloc_mut(&xg)?);
+            add_input_grad(isa, &first, &dyt, bp, grads.get_or_alloc_mut(&xg)?);
         }
         give(dyt);
         std::mem::take(&mut acts).into_iter().for_each(give);

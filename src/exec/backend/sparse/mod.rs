@@ -306,74 +306,8 @@ impl SparseWeight {
     }
 }
 
-/// `dst[j * bp + b] = src[b * stride + j]` for `j < n`, `b < batch` (and zero in the padding
-/// lanes `batch..bp`): a strip of the `(batch, features)` layout into the batch-contiguous one,
-/// in 8x8 tiles.
-fn to_batch_minor(src: &[f32], stride: usize, n: usize, batch: usize, dst: &mut [f32], bp: usize) {
-    let isa = Isa::detect();
-    for b0 in (0..batch).step_by(LANES) {
-        let bn = LANES.min(batch - b0);
-        let mut j0 = 0;
-        while j0 + LANES <= n {
-            if bn == LANES {
-                kernels::transpose8(isa, &src[b0 * stride + j0..], stride, &mut dst[j0 * bp + b0..], bp, false);
-            } else {
-                let mut tile = [[0.0f32; LANES]; LANES];
-                for (bb, t) in tile.iter_mut().enumerate().take(bn) {
-                    *t = src[(b0 + bb) * stride + j0..][..LANES].try_into().expect("a tile row");
-                }
-                for jj in 0..LANES {
-                    let d: &mut [f32; LANES] =
-                        (&mut dst[(j0 + jj) * bp + b0..][..LANES]).try_into().expect("a tile column");
-                    for bb in 0..LANES {
-                        d[bb] = tile[bb][jj];
-                    }
-                }
-            }
-            j0 += LANES;
-        }
-        for j in j0..n {
-            for bb in 0..bn {
-                dst[j * bp + b0 + bb] = src[(b0 + bb) * stride + j];
-            }
-        }
-    }
-}
-
-/// `rows[bb * stride + d0 + j] += src[(s0 + j) * bp + b0 + bb]` for `j < n`, `bb < bn`: adds a
-/// strip of the batch-contiguous layout into `bn` rows (from row `b0`) of `(batch, stride)`.
-#[allow(clippy::too_many_arguments)]
-fn add_strip(src: &[f32], s0: usize, n: usize, bp: usize, rows: &mut [f32], stride: usize, d0: usize, b0: usize) {
-    let bn = rows.len() / stride.max(1);
-    let isa = Isa::detect();
-    let mut j0 = 0;
-    while j0 + LANES <= n {
-        if bn == LANES {
-            kernels::transpose8(isa, &src[(s0 + j0) * bp + b0..], bp, &mut rows[d0 + j0..], stride, true);
-        } else {
-            let mut tile = [[0.0f32; LANES]; LANES];
-            for (jj, t) in tile.iter_mut().enumerate() {
-                *t = src[(s0 + j0 + jj) * bp + b0..][..LANES].try_into().expect("a tile row");
-            }
-            for bb in 0..bn {
-                let d: &mut [f32; LANES] =
-                    (&mut rows[bb * stride + d0 + j0..][..LANES]).try_into().expect("a tile column");
-                for jj in 0..LANES {
-                    d[jj] += tile[jj][bb];
-                }
-            }
-        }
-        j0 += LANES;
-    }
-    for j in j0..n {
-        for bb in 0..bn {
-            rows[bb * stride + d0 + j] += src[(s0 + j) * bp + b0 + bb];
-        }
-    }
-}
-
 /// The padded input `[c][hp][wp][bp]` of `xs` `(batch, c*h*w)`.
-fn input_layout(g: &ConvGeom, xs: &[f32], batch: usize, bp: usize) -> Vec<f32> {
+fn input_layout(isa: Isa, g: &ConvGeom, xs: &[f32], batch: usize, bp: usize) -> Vec<f32> {
     let (hp, wp) = padded(g);
     let in_len = g.in_len();
     // Without padding (and with whole lane groups) every element is written.
@@ -383,7 +317,7 @@ fn input_layout(g: &ConvGeom, xs: &[f32], batch: usize, bp: usize) -> Vec<f32> {
         let min = min_len(g.c.div_ceil(64), xt.len());
         xt.par_chunks_mut(64 * bp).enumerate().with_min_len(min).for_each(|(i, d)| {
             let n = d.len() / bp;
-            to_batch_minor(&xs[i * 64..], in_len, n, batch, d, bp);
+            kernels::to_batch_minor(isa, &xs[i * 64..], in_len, n, batch, d, bp);
         });
         return xt;
     }
@@ -391,7 +325,7 @@ fn input_layout(g: &ConvGeom, xs: &[f32], batch: usize, bp: usize) -> Vec<f32> {
     xt.par_chunks_mut(hp * wp * bp).enumerate().with_min_len(min).for_each(|(c, plane)| {
         for y in 0..g.h {
             let row = &mut plane[((y + g.pad) * wp + g.pad) * bp..];
-            to_batch_minor(&xs[(c * g.h + y) * g.w..], in_len, g.w, batch, row, bp);
+            kernels::to_batch_minor(isa, &xs[(c * g.h + y) * g.w..], in_len, g.w, batch, row, bp);
         }
     });
     xt
@@ -399,37 +333,39 @@ fn input_layout(g: &ConvGeom, xs: &[f32], batch: usize, bp: usize) -> Vec<f32> {
 
 /// The batch-contiguous `[rows][bp]` form of an output gradient `gy` `(batch, rows)`, zero in
 /// the padding lanes (so nothing flows back from them).
-fn output_grad_layout(gy: &[f32], rows: usize, batch: usize, bp: usize) -> Vec<f32> {
+fn output_grad_layout(isa: Isa, gy: &[f32], rows: usize, batch: usize, bp: usize) -> Vec<f32> {
     let mut dyt = take(rows * bp, !batch.is_multiple_of(LANES));
     let min = min_len(rows.div_ceil(64), dyt.len());
     dyt.par_chunks_mut(64 * bp).enumerate().with_min_len(min).for_each(|(i, d)| {
         let n = d.len() / bp;
-        to_batch_minor(&gy[i * 64..], rows, n, batch, d, bp);
+        kernels::to_batch_minor(isa, &gy[i * 64..], rows, n, batch, d, bp);
     });
     dyt
 }
 
 /// Adds `[rows][bp]` into `dst` `(batch, rows)`.
-fn from_batch_minor(src: &[f32], rows: usize, bp: usize, dst: &mut [f32]) {
+fn from_batch_minor(isa: Isa, src: &[f32], rows: usize, bp: usize, dst: &mut [f32]) {
     let min = min_len(dst.len().div_ceil((LANES * rows).max(1)), dst.len());
     dst.par_chunks_mut((LANES * rows).max(1)).enumerate().with_min_len(min).for_each(|(i, d)| {
-        add_strip(src, 0, rows, bp, d, rows, 0, i * LANES);
+        kernels::add_strip(isa, kernels::Strip { src, s0: 0, n: rows, bp, stride: rows, d0: 0, b0: i * LANES }, d);
     });
 }
 
 /// Adds the interior of the padded `[c][hp][wp][bp]` gradient into `dx` `(batch, c*h*w)`.
-fn add_input_grad(g: &ConvGeom, dxt: &[f32], bp: usize, dx: &mut [f32]) {
+fn add_input_grad(isa: Isa, g: &ConvGeom, dxt: &[f32], bp: usize, dx: &mut [f32]) {
     let (hp, wp) = padded(g);
     let in_len = g.in_len();
     if g.h == 1 && g.w == 1 {
-        return from_batch_minor(dxt, in_len, bp, dx);
+        return from_batch_minor(isa, dxt, in_len, bp, dx);
     }
     let min = min_len(dx.len().div_ceil((LANES * in_len).max(1)), dx.len());
     dx.par_chunks_mut((LANES * in_len).max(1)).enumerate().with_min_len(min).for_each(|(i, d)| {
         for c in 0..g.c {
             for y in 0..g.h {
                 let s0 = (c * hp + y + g.pad) * wp + g.pad;
-                add_strip(dxt, s0, g.w, bp, d, in_len, (c * g.h + y) * g.w, i * LANES);
+                let strip =
+                    kernels::Strip { src: dxt, s0, n: g.w, bp, stride: in_len, d0: (c * g.h + y) * g.w, b0: i * LANES };
+                kernels::add_strip(isa, strip, d);
             }
         }
     });
@@ -453,11 +389,11 @@ pub fn sparse_layer<T: Tape<f32, Cpu>>(
     let bp = batch.div_ceil(LANES) * LANES;
     let mut xs = take(batch * g.in_len(), false);
     x.copy_into(&mut xs);
-    let xt = input_layout(&g, &xs, batch, bp);
+    let xt = input_layout(sw.isa, &g, &xs, batch, bp);
     let yt = sw.forward(&xt, bias.map(|b| b.values().as_slice()), bp, false);
     let rows = g.out_len();
     let mut y = vec![0.0; batch * rows];
-    from_batch_minor(&yt, rows, bp, &mut y);
+    from_batch_minor(sw.isa, &yt, rows, bp, &mut y);
     give(yt);
     let out = x.device().tensor_from_vec(y, (batch, rows));
     if !T::OWNS_TAPE {
@@ -477,7 +413,7 @@ pub fn sparse_layer<T: Tape<f32, Cpu>>(
         // The output gradient goes straight into the batch-contiguous layout (no copy of it
         // unless the dense weight gradient needs one).
         let gy = grads.get_or_alloc_mut(&yg)?;
-        let dyt = output_grad_layout(gy, rows, batch, bp);
+        let dyt = output_grad_layout(sw.isa, gy, rows, batch, bp);
         let gy = xs.as_ref().map(|_| gy.to_vec());
         let (dw_kept, db) = sw.weight_grad(&dyt, &xt, bp, xs.is_none());
         match (&xs, &gy) {
@@ -493,7 +429,7 @@ pub fn sparse_layer<T: Tape<f32, Cpu>>(
         }
         if input_grad {
             let dxt = sw.input_grad(&dyt, bp);
-            add_input_grad(&g, &dxt, bp, grads.get_or_alloc_mut(&xg)?);
+            add_input_grad(sw.isa, &g, &dxt, bp, grads.get_or_alloc_mut(&xg)?);
             give(dxt);
         }
         give(dyt);
