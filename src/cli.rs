@@ -141,7 +141,9 @@ pub enum Command {
 /// Options shared by the commands that train.
 #[derive(clap::Args, Debug)]
 pub struct TrainingArgs {
-    /// Worker threads for training (default: all cores).
+    /// Worker threads for training (default: all cores). While steps run, the other threads
+    /// keep polling for work instead of sleeping (each a full core, as PyTorch's OpenMP threads
+    /// do); they sleep again 2 ms after the last parallel loop.
     #[arg(long)]
     pub threads: Option<usize>,
     /// Override a field (of every run, for a sweep), checked like the file:
