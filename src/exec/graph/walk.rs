@@ -108,7 +108,11 @@ pub(super) fn run<T: Tape>(
             }
         };
     }
-    x
+    // Nodes that were all flattens leave the rows still carried.
+    match values {
+        Some(v) => carried(x, v),
+        None => x,
+    }
 }
 
 /// Whether `nodes`, past any flattens, start with a sparse chain that needs no input gradient:
