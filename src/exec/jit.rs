@@ -27,7 +27,7 @@ const KEPT_CHUNK: usize = 1024;
 pub type KeptScratch = [Vec<f32>; 5];
 
 /// One chunk of [`StepKernels::update_kept`]: its kept indices (ascending, all at or past
-/// `base`) and the dense arrays from `base` on, up to where the next chunk's start.
+/// `base`) and the dense arrays from `base` up to the next chunk's start.
 struct KeptChunk<'a> {
     base: usize,
     kept: &'a [u32],

@@ -149,7 +149,7 @@ pub fn input(dev: &Device, images: Vec<f32>, b: usize) -> Tensor2<Traced> {
 }
 
 /// A `(b, 0)` tensor with a tape: it stands for a batch whose values a sparse chain reads from
-/// the batch itself (`walk::run`'s `values`), so they are not copied into a tensor and out again.
+/// the batch itself (`walk::Input::Carried`), so they are not copied into a tensor and out again.
 pub fn input_carrier(dev: &Device, b: usize) -> Tensor2<Traced> {
     dev.tensor_from_vec(Vec::new(), (b, 0)).leaky_traced()
 }

@@ -80,9 +80,13 @@ impl Fma for Separate {
     }
 }
 
-/// Calls `$body::<F>` with the fused variant compiled for AVX2 + FMA or the portable one.
+/// Calls `$avx` (the body compiled for AVX2 + FMA) or the portable `$generic::<$portable>`
+/// (`Separate` multiply-adds unless named).
 macro_rules! dispatch {
-    ($isa:expr, $avx:ident, $generic:ident, ($($arg:expr),*)) => {{
+    ($isa:expr, $avx:ident, $generic:ident, ($($arg:expr),*)) => {
+        dispatch!($isa, $avx, $generic::<Separate>, ($($arg),*))
+    };
+    ($isa:expr, $avx:ident, $generic:ident::<$portable:ty>, ($($arg:expr),*)) => {{
         #[cfg(target_arch = "x86_64")]
         {
             if $isa == Isa::Avx2 {
@@ -91,7 +95,7 @@ macro_rules! dispatch {
                 return unsafe { $avx($($arg),*) };
             }
         }
-        $generic::<Separate>($($arg),*)
+        $generic::<$portable>($($arg),*)
     }};
 }
 
@@ -416,7 +420,8 @@ fn pool_backward_plane<F: Fma>(p: PoolGrad, dx: &mut [f32]) {
 
 /// `dst[j * ds + i] = src[i * ss + j]` (or `+=` when `add`) for `i, j < 8`: an 8x8 tile
 /// transposed. The layout changes below run whole strips of tiles in one call compiled for
-/// AVX2 (a call and a dispatch per tile were a fifth of LeNet-300-100's 98% step).
+/// AVX2 (not a call and an ISA check per tile); the transposes are bound by memory, so this
+/// gained little (LeNet-300-100 99.9%, two threads, 0.114-0.131 -> 0.110-0.122 ms).
 trait Tile {
     fn tile(src: &[f32], ss: usize, dst: &mut [f32], ds: usize, add: bool);
 }
@@ -442,8 +447,8 @@ impl Tile for Avx2Tile {
     #[inline(always)]
     fn tile(src: &[f32], ss: usize, dst: &mut [f32], ds: usize, add: bool) {
         assert!(src.len() > 7 * ss + 7 && dst.len() > 7 * ds + 7, "an 8x8 tile inside both buffers");
-        // SAFETY: only the `_avx2` strip functions below use this tile, and they run only on
-        // CPUs with AVX2 (`Isa::Avx2`); the eight 8-float rows read from `src` and written to
+        // SAFETY: only the `_avx2` strip functions below and the tests' `transpose8` under
+        // `Isa::Avx2` use this tile, so it runs only on CPUs with AVX2; the eight 8-float rows read from `src` and written to
         // `dst` lie inside the slices (asserted above).
         unsafe { transpose8_avx2(src, ss, dst, ds, add) }
     }
@@ -465,14 +470,7 @@ pub fn transpose8(isa: Isa, src: &[f32], ss: usize, dst: &mut [f32], ds: usize, 
 /// `(batch, features)` layout into the batch-contiguous one, in 8x8 tiles (the padding lanes
 /// `batch..bp` are not written).
 pub fn to_batch_minor(isa: Isa, src: &[f32], stride: usize, n: usize, batch: usize, dst: &mut [f32], bp: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if isa == Isa::Avx2 {
-            // SAFETY: `Isa::Avx2` only where the CPU has AVX2 and FMA.
-            return unsafe { to_batch_minor_avx2(src, stride, n, batch, dst, bp) };
-        }
-    }
-    to_batch_minor_strip::<ScalarTile>(src, stride, n, batch, dst, bp)
+    dispatch!(isa, to_batch_minor_avx2, to_batch_minor_strip::<ScalarTile>, (src, stride, n, batch, dst, bp))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -528,14 +526,7 @@ pub struct Strip<'a> {
 /// `rows[bb * stride + d0 + j] += src[(s0 + j) * bp + b0 + bb]` for `j < n`, `bb < bn` (`bn`
 /// rows in `rows`): adds a strip of the batch-contiguous layout into `(batch, stride)` rows.
 pub fn add_strip(isa: Isa, s: Strip, rows: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if isa == Isa::Avx2 {
-            // SAFETY: `Isa::Avx2` only where the CPU has AVX2 and FMA.
-            return unsafe { add_strip_avx2(s, rows) };
-        }
-    }
-    add_strip_tiles::<ScalarTile>(s, rows)
+    dispatch!(isa, add_strip_avx2, add_strip_tiles::<ScalarTile>, (s, rows))
 }
 
 #[cfg(target_arch = "x86_64")]
